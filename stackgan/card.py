@@ -1,0 +1,65 @@
+"""The README.md model card written beside every saved model."""
+
+from __future__ import annotations
+
+from .config import StackGANConfig
+
+
+def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
+    """Hub front matter + what the model is, how it was trained, its metrics, and how to load it.
+
+    `training` may hold: dataset, command, steps, wall_time, data_seed, repo_id, metrics (a dict
+    of stage -> {metric: value}, or metric -> value), sample_grid (a file name beside the card).
+    """
+    repo_id = training.get("repo_id", "path/to/this/folder")
+    lines = [
+        "---",
+        "library_name: stackgan",
+        "pipeline_tag: text-to-image",
+        "license: mit",
+        "tags:", "- text-to-image", "- gan", "- stackgan",
+        "---",
+        "",
+        f"# StackGAN ({config.preset} preset, {'Stage-I + Stage-II' if stages == 2 else 'Stage-I only'})",
+        "",
+        "Text-to-image generation with stacked GANs (Zhang et al., ICCV 2017): Stage-I draws a rough "
+        "64x64 image from the caption, Stage-II refines it into 256x256.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from stackgan import StackGANPipeline",
+        f'pipe = StackGANPipeline.from_pretrained("{repo_id}")',
+        'out = pipe("a large red star on a white background", num_images_per_prompt=4, seed=0)',
+        "out.stage1[0][0].save('stage1.png'); " + ("out.stage2[0][0].save('stage2.png')" if stages == 2 else ""),
+        "```",
+        "",
+        "## Model",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    for key in ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "df_dim", "r_num", "upsample",
+                "ca_activation", "gan_loss", "d_norm", "gradient_penalty", "mode_seeking_weight", "use_ema"):
+        lines.append(f"| {key} | {getattr(config, key)} |")
+    facts = [(k, training[k]) for k in ("dataset", "data_seed", "steps", "wall_time") if k in training]
+    if facts or "command" in training:
+        lines += ["", "## Training", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in facts]
+        if "command" in training:
+            lines += ["", "```bash", str(training["command"]), "```"]
+    if training.get("metrics"):
+        lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in flatten(training["metrics"]).items()]
+    if training.get("sample_grid"):
+        lines += ["", "## Samples", "", f"![samples]({training['sample_grid']})"]
+    return "\n".join(lines) + "\n"
+
+
+def flatten(metrics: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = round(value, 4) if isinstance(value, float) else value
+    return out

@@ -1,0 +1,138 @@
+"""One configuration for every StackGAN network, with named presets.
+
+Widths follow the official code's names: `gf_dim` (GF_DIM), `df_dim` (DF_DIM), `condition_dim`
+(CONDITION_DIM, the paper's N_c = 128), `z_dim` (N_z = 100), `r_num` (residual blocks in Stage-II).
+Stage-I's generator starts at `gf_dim * 8` channels, as in StackGAN-Pytorch.
+
+The defaults of every option reproduce StackGAN-Pytorch (hanzhanggit/StackGAN-Pytorch), whose
+parameter counts the "cub" and "coco" presets match exactly; the TensorFlow code's variants and the
+stabilisers are opt-in strings and weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Allowed values of every string option, checked in __post_init__ so a typo fails at construction.
+CHOICES = {
+    "upsample": ("nearest", "pixelshuffle"),
+    # "relu_logvar": StackGAN-Pytorch (fc -> ReLU -> [mu, log var]; the ReLU forces sigma >= 1).
+    # "leaky_logsigma": the TensorFlow code (fc -> LeakyReLU(0.2) -> [mu, log sigma]).
+    "ca_activation": ("relu_logvar", "leaky_logsigma"),
+    # "generator_mu": D sees the generator's detached mu (Pytorch); "projection": D owns
+    # fc(text) -> LeakyReLU (TensorFlow).
+    "d_text_input": ("generator_mu", "projection"),
+    # "in_batch_shift": wrong images are the batch rolled by one (Pytorch); "other_class": drawn
+    # from another class by the data loader (TensorFlow).
+    "wrong_image": ("in_batch_shift", "other_class"),
+    "d_norm": ("batch", "spectral"),
+    "gan_loss": ("bce", "hinge"),
+    "generator_loss": ("non_saturating", "saturating"),
+    "gradient_penalty": ("none", "r1", "ma_gp"),
+}
+
+
+@dataclass
+class StackGANConfig:
+    """Every width, depth, option and loss weight of a StackGAN model."""
+
+    preset: str = "custom"
+    # Text conditioning
+    text_encoder: str = MINILM
+    text_dim: int = 384
+    condition_dim: int = 128
+    z_dim: int = 100
+    # Widths and depth
+    gf_dim: int = 128
+    df_dim: int = 64
+    r_num: int = 4
+    stage1_size: int = 64
+    stage2_size: int = 256
+    upsample: str = "nearest"
+    # TensorFlow-vs-Pytorch differences (DESIGN.md §4)
+    ca_activation: str = "relu_logvar"
+    d_text_input: str = "generator_mu"
+    stage2_uncond_head: bool = True
+    wrong_image: str = "in_batch_shift"
+    captions_per_step: int = 1
+    # Losses (paper: G = adversarial + 2.0 KL)
+    kl_weight: float = 2.0
+    gan_loss: str = "bce"
+    generator_loss: str = "non_saturating"
+    # Stabilisers, all off by default
+    d_norm: str = "batch"
+    gradient_penalty: str = "none"
+    gp_weight: float | None = None  # None: the method's own default (R1: 10, MA-GP: 2)
+    mode_seeking_weight: float = 0.0
+    use_ema: bool = False
+    ema_decay: float = 0.999
+    # Optimiser (paper: Adam 2e-4, betas (0.5, 0.999), batch 64)
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    adam_betas: tuple = (0.5, 0.999)
+    batch_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for key, allowed in CHOICES.items():
+            value = getattr(self, key)
+            if value not in allowed:
+                raise ValueError(f"StackGANConfig.{key}={value!r} is not one of {allowed}")
+        self.adam_betas = tuple(self.adam_betas)
+        for key in ("text_dim", "condition_dim", "z_dim", "gf_dim", "df_dim", "captions_per_step"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"StackGANConfig.{key} must be a positive integer, got {getattr(self, key)!r}")
+        if self.r_num < 0:
+            raise ValueError(f"StackGANConfig.r_num must be >= 0, got {self.r_num}")
+        if self.gf_dim % 16:
+            # Stage-I halves gf_dim*8 four times; Stage-II goes down to gf_dim // 4.
+            raise ValueError(f"StackGANConfig.gf_dim must be a multiple of 16, got {self.gf_dim}")
+        if self.stage1_size != 64 or self.stage2_size != 256:
+            raise ValueError("StackGAN's networks are built for 64 px (Stage-I) and 256 px (Stage-II); "
+                             f"got stage1_size={self.stage1_size}, stage2_size={self.stage2_size}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"StackGANConfig.ema_decay must be in (0, 1), got {self.ema_decay}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "StackGANConfig":
+        """The named preset ("cub", "coco", "shapes", "tiny") with `overrides` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls.from_dict({"preset": name, **PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "StackGANConfig":
+        """Build from a plain dict (e.g. config.json), refusing keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown StackGANConfig key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    @property
+    def gradient_penalty_weight(self) -> float:
+        """gp_weight, or the method's published default: R1 gamma = 10, DF-GAN's MA-GP k = 2."""
+        if self.gp_weight is not None:
+            return self.gp_weight
+        return {"none": 0.0, "r1": 10.0, "ma_gp": 2.0}[self.gradient_penalty]
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+
+PRESETS = {
+    # Official StackGAN-Pytorch widths for CUB birds and Oxford flowers.
+    "cub": dict(gf_dim=128, df_dim=64, r_num=4),
+    # Official StackGAN-Pytorch widths for COCO.
+    "coco": dict(gf_dim=192, df_dim=96, r_num=2),
+    # Small enough to train on 2 CPU cores; whole model well under 20 MB.
+    "shapes": dict(gf_dim=32, df_dim=32, r_num=2, condition_dim=64, z_dim=64, batch_size=32),
+    # For tests: a forward pass in milliseconds.
+    "tiny": dict(gf_dim=16, df_dim=8, r_num=1, condition_dim=8, z_dim=8, batch_size=4),
+}

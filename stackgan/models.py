@@ -1,0 +1,288 @@
+"""StackGAN networks (Zhang et al., ICCV 2017), as in the paper and StackGAN-Pytorch.
+
+    Stage-I  G: text -> CA -> [c, z] -> fc -> 4x4 -> 4 up blocks -> 64x64 image
+    Stage-I  D: 64x64 image -> 4 stride-2 convs -> 4x4 features (+ replicated condition) -> logit
+    Stage-II G: 64x64 image -> encoder -> 16x16 (+ its own CA's c) -> joint conv -> residual
+                blocks -> 4 up blocks -> 256x256 image
+    Stage-II D: 256x256 image -> 6 stride-2 convs + 2 3x3 convs -> 4x4 -> conditional and
+                unconditional logits
+
+Discriminators return logits; the losses apply the sigmoid (StackGAN-Pytorch puts it in D and uses
+BCELoss, which is the same function computed less stably).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .config import StackGANConfig
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+
+
+# Nearest x2 upsampling followed by a 3x3 convolution touches, for each output phase, only two of
+# the three low-resolution rows (and columns): even output rows read rows (i-1, i, i), odd ones
+# (i, i, i+1). PHASE_TAPS[a] maps the 3 kernel rows to the 3 low-resolution offsets (-1, 0, +1).
+PHASE_TAPS = torch.tensor([
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],  # even output rows/columns
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # odd output rows/columns
+])
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """The four low-resolution kernels of nearest-x2-upsample + `weight` (out, in, 3, 3).
+
+    Returns (out * 4, in, 3, 3) ordered out-major then phase (a, b) row-major, the order
+    `nn.PixelShuffle(2)` reads sub-pixels in, so conv(x, phase_kernels(W)) -> PixelShuffle(2)
+    equals conv(upsample_nearest(x), W) exactly.
+    """
+    taps = PHASE_TAPS.to(weight)
+    # k[o, i, a, b, r, s] = sum_{u, v} taps[a, r, u] * W[o, i, u, v] * taps[b, s, v]
+    k = torch.einsum("aru,oiuv,bsv->oabirs", taps, weight, taps)
+    out_channels, in_channels = weight.shape[:2]
+    return k.reshape(out_channels * 4, in_channels, 3, 3)
+
+
+class UpBlock(nn.Module):
+    """x2 upsampling + 3x3 conv + BN + ReLU.
+
+    "nearest": the paper's nearest-neighbour upsample then conv.
+    "pixelshuffle": sub-pixel convolution (Shi et al., CVPR 2016): a 3x3 conv to 4x the channels
+    at low resolution, then `nn.PixelShuffle(2)`. Initialised ICNR-style (Aitken et al. 2017): the
+    four sub-pixel kernels of each output channel start as the four phase kernels of one 3x3
+    kernel, so at init the block computes exactly nearest-upsample + conv (no checkerboard).
+    Classic ICNR copies one kernel four times, which equals conv-then-upsample instead.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, upsample: str = "nearest"):
+        super().__init__()
+        self.upsample = upsample
+        factor = 4 if upsample == "pixelshuffle" else 1
+        self.conv = conv3x3(in_channels, out_channels * factor)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    @torch.no_grad()
+    def icnr_(self, weight: torch.Tensor | None = None) -> None:
+        """Set the sub-pixel kernels from a nearest-block kernel (drawn N(0, 0.02) if None)."""
+        out_channels = self.bn.num_features
+        if weight is None:
+            weight = torch.randn(out_channels, self.conv.in_channels, 3, 3) * 0.02
+        self.conv.weight.copy_(phase_kernels(weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample == "pixelshuffle":
+            x = F.pixel_shuffle(self.conv(x), 2)
+        else:
+            x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return F.relu(self.bn(x))  # (B, out, 2H, 2W)
+
+
+class ResidualBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus identity, then ReLU (Stage-II, after He et al. 2016)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            conv3x3(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(True),
+            conv3x3(channels, channels), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.block(x))
+
+
+class ConditioningAugmentation(nn.Module):
+    """Conditioning augmentation (paper §3.1): c = mu(phi_t) + sigma(phi_t) * eps, eps ~ N(0, I).
+
+    "relu_logvar" (StackGAN-Pytorch): fc -> ReLU -> [mu, log sigma^2].
+    "leaky_logsigma" (the TensorFlow code): fc -> LeakyReLU(0.2) -> [mu, log sigma].
+    Always returns (c, mu, logvar) so one KL function serves both.
+    """
+
+    def __init__(self, text_dim: int, condition_dim: int, activation: str = "relu_logvar"):
+        super().__init__()
+        self.text_dim, self.condition_dim, self.activation = text_dim, condition_dim, activation
+        self.fc = nn.Linear(text_dim, condition_dim * 2)
+
+    def forward(self, embedding: torch.Tensor, eps: torch.Tensor | None = None):
+        if embedding.dim() != 2 or embedding.shape[1] != self.text_dim:
+            raise ValueError(f"text embedding has shape {tuple(embedding.shape)}; this model expects "
+                             f"(batch, {self.text_dim}) (config.text_dim={self.text_dim})")
+        if self.activation == "relu_logvar":
+            mu, logvar = F.relu(self.fc(embedding)).chunk(2, dim=1)
+        else:
+            mu, log_sigma = F.leaky_relu(self.fc(embedding), 0.2).chunk(2, dim=1)
+            logvar = 2 * log_sigma
+        if eps is None:
+            eps = torch.randn_like(mu)
+        c = mu + torch.exp(0.5 * logvar) * eps
+        return c, mu, logvar
+
+
+class Stage1Generator(nn.Module):
+    """Stage-I G: sketches the shape and colours at 64x64 from text and noise (paper §3.2)."""
+
+    def __init__(self, config: StackGANConfig):
+        super().__init__()
+        self.config = config
+        ngf = config.gf_dim * 8
+        self.ca = ConditioningAugmentation(config.text_dim, config.condition_dim, config.ca_activation)
+        self.fc = nn.Sequential(
+            nn.Linear(config.z_dim + config.condition_dim, ngf * 4 * 4, bias=False),
+            nn.BatchNorm1d(ngf * 4 * 4), nn.ReLU(True))
+        self.up = nn.Sequential(*up_blocks(ngf, 4, config.upsample))
+        self.to_image = nn.Sequential(conv3x3(ngf // 16, 3), nn.Tanh())
+        init_weights(self)
+
+    def forward(self, embedding: torch.Tensor, z: torch.Tensor, eps: torch.Tensor | None = None):
+        """Returns (64x64 image in [-1, 1], mu, logvar)."""
+        c, mu, logvar = self.ca(embedding, eps)
+        h = self.fc(torch.cat([z, c], dim=1)).view(z.shape[0], -1, 4, 4)  # (B, 8 gf, 4, 4)
+        h = self.up(h)                                                      # (B, gf/2, 64, 64)
+        return self.to_image(h), mu, logvar
+
+
+class Stage2Generator(nn.Module):
+    """Stage-II G: refines a Stage-I image at 256x256, re-reading the text (paper §3.3).
+
+    It takes the Stage-I image rather than containing Stage-I, so each stage is saved once; no new
+    noise enters here, the randomness comes from the Stage-I image and this stage's own CA.
+    """
+
+    def __init__(self, config: StackGANConfig):
+        super().__init__()
+        self.config = config
+        ngf = config.gf_dim
+        self.ca = ConditioningAugmentation(config.text_dim, config.condition_dim, config.ca_activation)
+        self.encoder = nn.Sequential(
+            conv3x3(3, ngf), nn.ReLU(True),
+            nn.Conv2d(ngf, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.Conv2d(ngf * 2, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
+        self.joint = nn.Sequential(
+            conv3x3(ngf * 4 + config.condition_dim, ngf * 4), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
+        self.residual = nn.Sequential(*[ResidualBlock(ngf * 4) for _ in range(config.r_num)])
+        self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config.upsample))
+        self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
+        init_weights(self)
+
+    def forward(self, stage1_image: torch.Tensor, embedding: torch.Tensor, eps: torch.Tensor | None = None):
+        """Returns (256x256 image in [-1, 1], mu, logvar)."""
+        c, mu, logvar = self.ca(embedding, eps)
+        h = self.encoder(stage1_image)                                      # (B, 4 gf, 16, 16)
+        c = c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        h = self.residual(self.joint(torch.cat([h, c], dim=1)))             # (B, 4 gf, 16, 16)
+        h = self.up(h)                                                      # (B, gf/4, 256, 256)
+        return self.to_image(h), mu, logvar
+
+
+def up_blocks(channels: int, count: int, upsample: str) -> list[UpBlock]:
+    """`count` up blocks, each doubling the resolution and halving the channels."""
+    return [UpBlock(channels >> i, channels >> (i + 1), upsample) for i in range(count)]
+
+
+class Discriminator(nn.Module):
+    """Matching-aware discriminator shared by both stages (paper §3.2-3.3).
+
+    `encode` maps an image to (B, 8 df, 4, 4) features; `logits` joins them with the condition
+    replicated to 4x4 (conv3x3 -> BN -> LeakyReLU -> 4x4 conv); `uncond_logits` is StackGAN-Pytorch's
+    extra image-only head of Stage-II. `condition` picks what text D sees (config.d_text_input).
+    """
+
+    def __init__(self, config: StackGANConfig, encoder: list[nn.Module], uncond_head: bool):
+        super().__init__()
+        self.config = config
+        ndf, nef, norm = config.df_dim, config.condition_dim, config.d_norm
+        self.encoder = nn.Sequential(*encoder)
+        self.text_projection = None
+        if config.d_text_input == "projection":
+            self.text_projection = nn.Sequential(nn.Linear(config.text_dim, nef), nn.LeakyReLU(0.2, True))
+        self.cond_head = nn.Sequential(
+            *conv_norm_act(conv3x3(ndf * 8 + nef, ndf * 8), norm),
+            nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4))
+        self.uncond_head = nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4) if uncond_head else None
+        init_weights(self)
+        if norm == "spectral":
+            apply_spectral_norm(self)
+
+    def condition(self, embedding: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """The text condition D sees: G's detached mu, or D's own projection of the embedding."""
+        if self.text_projection is None:
+            return mu.detach()
+        return self.text_projection(embedding)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(image)  # (B, 8 df, 4, 4)
+
+    def logits(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        c = condition[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])
+        return self.cond_head(torch.cat([features, c], dim=1)).view(-1)
+
+    def unconditional_logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        return None if self.uncond_head is None else self.uncond_head(features).view(-1)
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor):
+        """(conditional logits, unconditional logits or None) for matching (image, condition)."""
+        features = self.encode(image)
+        return self.logits(features, condition), self.unconditional_logits(features)
+
+
+def conv_norm_act(conv: nn.Conv2d, norm: str, batch_norm: bool = True) -> list[nn.Module]:
+    """conv [-> BN] -> LeakyReLU(0.2); BN is dropped when D is spectrally normalised."""
+    layers = [conv]
+    if batch_norm and norm == "batch":
+        layers.append(nn.BatchNorm2d(conv.out_channels))
+    return layers + [nn.LeakyReLU(0.2, True)]
+
+
+def down_convs(df_dim: int, count: int, norm: str) -> list[nn.Module]:
+    """`count` stride-2 4x4 convs from RGB: df, 2 df, 4 df, ... (no BN on the first, as DCGAN)."""
+    layers, channels = [], 3
+    for i in range(count):
+        out = df_dim << i
+        layers += conv_norm_act(nn.Conv2d(channels, out, 4, 2, 1, bias=False), norm, batch_norm=i > 0)
+        channels = out
+    return layers
+
+
+class Stage1Discriminator(Discriminator):
+    """64x64 -> 4x4 with four stride-2 convs."""
+
+    def __init__(self, config: StackGANConfig):
+        super().__init__(config, down_convs(config.df_dim, 4, config.d_norm), uncond_head=False)
+
+
+class Stage2Discriminator(Discriminator):
+    """256x256 -> 4x4 with six stride-2 convs, then 3x3 convs 32 df -> 16 df -> 8 df."""
+
+    def __init__(self, config: StackGANConfig):
+        ndf, norm = config.df_dim, config.d_norm
+        encoder = (down_convs(ndf, 6, norm)
+                   + conv_norm_act(conv3x3(ndf * 32, ndf * 16), norm)
+                   + conv_norm_act(conv3x3(ndf * 16, ndf * 8), norm))
+        super().__init__(config, encoder, uncond_head=config.stage2_uncond_head)
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module) -> None:
+    """DCGAN / StackGAN init: conv and linear N(0, 0.02), BN gamma N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.normal_(0.0, 0.02)
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.weight.normal_(1.0, 0.02)
+            m.bias.zero_()
+    for m in module.modules():
+        if isinstance(m, UpBlock) and m.upsample == "pixelshuffle":
+            m.icnr_()
+
+
+def apply_spectral_norm(module: nn.Module) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every conv and linear weight."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.utils.parametrizations.spectral_norm(m)
