@@ -1,0 +1,135 @@
+import pytest
+import torch
+from torch import nn
+
+from stackgan import (ConditioningAugmentation, StackGANConfig, Stage1Discriminator, Stage1Generator,
+                      Stage2Discriminator, Stage2Generator)
+from stackgan.models import UpBlock, phase_kernels
+
+NETWORKS = (Stage1Generator, Stage1Discriminator, Stage2Generator, Stage2Discriminator)
+
+
+def count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("preset,expected", [
+    ("cub", (10_301_248, 5_715_713, 26_290_080, 71_269_122)),
+    ("coco", (20_020_832, 12_407_425, 37_130_480, 159_889_538)),
+])
+def test_parameter_counts_match_official_stackgan_pytorch(preset, expected):
+    config = StackGANConfig.from_preset(preset, text_dim=1024)
+    assert tuple(count(network(config)) for network in NETWORKS) == expected
+
+
+def test_shapes_preset_model_is_under_20_mb():
+    config = StackGANConfig.from_preset("shapes")
+    size = sum(count(n(config)) for n in (Stage1Generator, Stage2Generator)) * 4
+    assert size < 20e6
+
+
+@pytest.fixture
+def tiny():
+    return StackGANConfig.from_preset("tiny")
+
+
+def test_forward_shapes(tiny):
+    torch.manual_seed(0)
+    e, z = torch.randn(3, tiny.text_dim), torch.randn(3, tiny.z_dim)
+    image1, mu, logvar = Stage1Generator(tiny)(e, z)
+    assert image1.shape == (3, 3, 64, 64) and mu.shape == logvar.shape == (3, tiny.condition_dim)
+    assert image1.abs().max() <= 1
+    image2, mu2, _ = Stage2Generator(tiny)(image1, e)
+    assert image2.shape == (3, 3, 256, 256) and mu2.shape == (3, tiny.condition_dim)
+    cond, uncond = Stage1Discriminator(tiny)(image1, mu)
+    assert cond.shape == (3,) and uncond is None
+    cond, uncond = Stage2Discriminator(tiny)(image2, mu2)
+    assert cond.shape == uncond.shape == (3,)
+    no_head = StackGANConfig.from_preset("tiny", stage2_uncond_head=False)
+    assert Stage2Discriminator(no_head)(image2, mu2)[1] is None
+
+
+def test_wrong_embedding_dimension_is_a_clear_error(tiny):
+    with pytest.raises(ValueError, match=r"shape \(2, 100\).*\(batch, 384\).*text_dim=384"):
+        Stage1Generator(tiny)(torch.randn(2, 100), torch.randn(2, tiny.z_dim))
+
+
+def test_init_follows_the_paper(tiny):
+    g = Stage1Generator(StackGANConfig.from_preset("cub"))
+    conv = g.up[0].conv.weight
+    assert abs(conv.std().item() - 0.02) < 1e-3 and abs(conv.mean().item()) < 1e-3
+    bn = g.up[0].bn.weight
+    assert abs(bn.mean().item() - 1.0) < 0.01 and 0.01 < bn.std().item() < 0.03
+
+
+def test_pixelshuffle_block_equals_nearest_upsample_conv_at_init():
+    torch.manual_seed(0)
+    nearest, shuffle = UpBlock(6, 4, "nearest"), UpBlock(6, 4, "pixelshuffle")
+    assert shuffle.conv.weight.shape == (16, 6, 3, 3)
+    shuffle.icnr_(nearest.conv.weight.detach())
+    shuffle.bn.load_state_dict(nearest.bn.state_dict())
+    x = torch.randn(2, 6, 5, 7)
+    assert torch.allclose(nearest(x), shuffle(x), atol=1e-6)
+    # The phase kernels really differ per sub-pixel (it is not classic ICNR's 4 copies).
+    k = phase_kernels(nearest.conv.weight.detach()).view(4, 4, 6, 3, 3)
+    assert not torch.allclose(k[:, 0], k[:, 3])
+
+
+def test_pixelshuffle_generator_matches_nearest_generator_given_the_same_kernels(tiny):
+    torch.manual_seed(0)
+    nearest = Stage1Generator(tiny).eval()
+    shuffle = Stage1Generator(StackGANConfig.from_preset("tiny", upsample="pixelshuffle")).eval()
+    state = nearest.state_dict()
+    state.update({f"up.{i}.conv.weight": phase_kernels(nearest.up[i].conv.weight.detach()) for i in range(4)})
+    shuffle.load_state_dict(state)
+    e, z, eps = torch.randn(2, tiny.text_dim), torch.randn(2, tiny.z_dim), torch.randn(2, tiny.condition_dim)
+    assert torch.allclose(nearest(e, z, eps)[0], shuffle(e, z, eps)[0], atol=1e-5)
+
+
+def test_fresh_pixelshuffle_network_is_icnr_initialised(tiny):
+    shuffle = Stage1Generator(StackGANConfig.from_preset("tiny", upsample="pixelshuffle"))
+    w = shuffle.up[0].conv.weight.view(-1, 4, *shuffle.up[0].conv.weight.shape[1:])
+    # Phase (0, 0) never reads the +1 row or column; phase (1, 1) never reads -1 (see PHASE_TAPS).
+    assert torch.count_nonzero(w[:, 0, :, 2, :]) == 0 and torch.count_nonzero(w[:, 3, :, 0, :]) == 0
+
+
+def test_conditioning_augmentation_variants():
+    torch.manual_seed(0)
+    e = torch.randn(16, 32)
+    relu = ConditioningAugmentation(32, 8, "relu_logvar")
+    c, mu, logvar = relu(e, torch.zeros(16, 8))
+    assert torch.equal(c, mu) and (logvar >= 0).all()  # Pytorch's ReLU forces sigma >= 1
+    leaky = ConditioningAugmentation(32, 8, "leaky_logsigma")
+    leaky.fc.load_state_dict(relu.fc.state_dict())
+    _, mu_l, logvar_l = leaky(e, torch.zeros(16, 8))
+    assert (logvar_l < 0).any()
+    expected_log_sigma = torch.nn.functional.leaky_relu(leaky.fc(e), 0.2)[:, 8:]
+    assert torch.allclose(logvar_l, 2 * expected_log_sigma)
+    eps = torch.ones(16, 8)
+    c, mu, logvar = relu(e, eps)
+    assert torch.allclose(c, mu + torch.exp(0.5 * logvar))
+
+
+def test_discriminator_text_input_options(tiny):
+    e, mu = torch.randn(2, tiny.text_dim), torch.randn(2, tiny.condition_dim, requires_grad=True)
+    d_mu = Stage1Discriminator(tiny)
+    assert d_mu.text_projection is None
+    condition = d_mu.condition(e, mu)
+    assert torch.equal(condition, mu) and not condition.requires_grad
+    d_proj = Stage1Discriminator(StackGANConfig.from_preset("tiny", d_text_input="projection"))
+    assert count(d_proj) == count(d_mu) + tiny.text_dim * tiny.condition_dim + tiny.condition_dim
+    assert d_proj.condition(e, mu).shape == (2, tiny.condition_dim)
+
+
+def test_spectral_norm_discriminator(tiny):
+    torch.manual_seed(0)
+    sn = Stage2Discriminator(StackGANConfig.from_preset("tiny", d_norm="spectral"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in sn.modules())
+    convs = [m for m in sn.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    sn.train()
+    x, c = torch.randn(2, 3, 256, 256), torch.randn(2, tiny.condition_dim)
+    for _ in range(20):  # power iteration converges during training forwards
+        sn(x, c)
+    w = convs[1].weight.flatten(1)
+    assert abs(torch.linalg.matrix_norm(w, ord=2).item() - 1.0) < 0.05
