@@ -1,0 +1,197 @@
+"""train/train.py on the tiny preset: both stages, exact resume after SIGKILL, 2 processes, Hub push."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stackgan import StackGANPipeline
+from stackgan.data.shapes import generate
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "train" / "train.py"
+spec = importlib.util.spec_from_file_location("train_script", TRAIN)
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    generate(folder, num_images=20, seed=0, workers=1, progress=False)
+    return folder
+
+
+def flags(shapes, output, *extra):
+    return ["--dataset", "shapes", "--data_dir", str(shapes), "--output_dir", str(output), "--preset", "tiny",
+            "--train_batch_size", "4", "--seed", "3", "--validation_steps", "1000", "--logging_steps", "1",
+            "--num_validation_images", "1", *map(str, extra)]
+
+
+def run(*argv, env=None, **kwargs):
+    return subprocess.run([sys.executable, str(TRAIN), *argv], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, cwd=ROOT, **kwargs)
+
+
+def weights(output):
+    state = json.loads((output / "config.json").read_text())
+    return load_file(str(output / "model.safetensors")), state
+
+
+def test_stage1_then_stage2(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--stage", 1, "--max_train_steps", 3,
+                                           "--checkpointing_steps", 2, "--use_ema")))
+    pipe = StackGANPipeline.from_pretrained(s1)
+    assert pipe.model.stages == 1 and pipe.model.training_info["steps"] == 3
+    assert sorted(p.name for p in s1.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert (s1 / "samples.png").is_file() and (s1 / "checkpoint-2" / "pipeline" / "config.json").is_file()
+    # text statistics come from the training captions
+    assert not torch.allclose(pipe.model.text_std, torch.ones_like(pipe.model.text_std))
+    log = [json.loads(line) for line in (s1 / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    steps = [row for row in log if "d_loss" in row]
+    assert [row["step"] for row in steps] == [1, 2, 3]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "kl", "lr"} <= set(steps[0])
+    card = (s1 / "README.md").read_text()
+    assert "train.py" in card and "steps: 3" in card
+
+    s2 = train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
+                                           "--max_train_steps", 2, "--checkpointing_steps", 10)))
+    pipe2 = StackGANPipeline.from_pretrained(s2)
+    assert pipe2.model.stages == 2
+    # Stage-I was frozen: its weights are exactly those of the Stage-I model
+    for key, value in pipe.model.stage1.state_dict().items():
+        assert torch.equal(value, pipe2.model.stage1.state_dict()[key]), key
+    out = pipe2("a large red star", num_images_per_prompt=2, seed=0)
+    assert out.stage2[0][1].size == (256, 256)
+    # any checkpoint folder loads as a pipeline
+    assert StackGANPipeline.from_pretrained(s2 / "checkpoint-2").model.stages == 2
+
+
+def test_killed_run_resumes_to_the_same_weights(shapes, tmp_path):
+    common = flags(shapes, tmp_path / "full", "--max_train_steps", 8, "--checkpointing_steps", 2,
+                   "--gan_loss", "hinge", "--use_ema")
+    assert run(*common).returncode == 0
+    interrupted = tmp_path / "killed"
+    argv = [a if a != str(tmp_path / "full") else str(interrupted) for a in common]
+    process = subprocess.Popen([sys.executable, str(TRAIN), *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 240
+    while not (interrupted / "checkpoint-4").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "model.safetensors").exists(), "the run finished before it could be killed"
+    resumed = run(*argv, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stdout
+    full, killed = weights(tmp_path / "full")[0], weights(interrupted)[0]
+    for key in full:
+        assert torch.equal(full[key], killed[key]), key
+    for name in ("generator", "discriminator", "ema"):
+        a = load_file(str(tmp_path / "full" / "checkpoint-8" / f"{name}.safetensors"))
+        b = load_file(str(interrupted / "checkpoint-8" / f"{name}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_nan_loss_stops_with_the_step_and_no_bad_checkpoint(shapes, tmp_path):
+    args = train.parse_args(flags(shapes, tmp_path / "nan", "--max_train_steps", 20, "--checkpointing_steps", 1,
+                                  "--learning_rate", 1e30))
+    with pytest.raises(FloatingPointError, match=r"(d_loss|g_loss) is (nan|inf|-inf) at step \d+"):
+        train.main(args)
+    for checkpoint in (tmp_path / "nan").glob("checkpoint-*"):
+        for file in checkpoint.glob("*.safetensors"):
+            assert all(torch.isfinite(t).all() for t in load_file(str(file)).values()), file
+    assert not (tmp_path / "nan" / "model.safetensors").exists()
+
+
+def test_bad_inputs_fail_before_training(shapes, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--data_dir .*missing.* does not exist"):
+        train.main(train.parse_args(flags(tmp_path / "missing", tmp_path / "o")))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PermissionError, match="not writable"):
+        train.main(train.parse_args(flags(shapes, blocker / "out")))
+    with pytest.raises(ValueError, match="--stage 2 needs --stage1_model"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "o", "--stage", 2)))
+    with pytest.raises(ValueError, match="--push_to_hub needs --hub_model_id"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "o", "--push_to_hub")))
+    with pytest.raises(ValueError, match="token"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "o", "--report_to", "wandb", "--hub_token", "hf_x")))
+
+
+def test_stage1_model_must_fit_and_resume_must_match(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 1)))
+    with pytest.raises(ValueError, match="does not fit --preset tiny: gf_dim: Stage-I model has 16, this run 32"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
+                                          "--gf_dim", 32)))
+    with pytest.raises(ValueError, match=r"different config \(keys \['gan_loss'\]\)"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 2, "--gan_loss", "hinge",
+                                          "--resume_from_checkpoint", "latest")))
+
+
+def test_config_file_and_flags(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("preset: tiny\ngan_loss: hinge\ntrain_batch_size: 8\n")
+    args = train.parse_args(["--config", str(config), "--train_batch_size", "2"])
+    assert (args.preset, args.gan_loss, args.train_batch_size) == ("tiny", "hinge", 2)
+    (tmp_path / "bad.json").write_text(json.dumps({"learning_rat": 1}))
+    with pytest.raises(ValueError, match=r"bad.json: unknown option\(s\) \['learning_rat'\]"):
+        train.parse_args(["--config", str(tmp_path / "bad.json")])
+
+
+class RecordingHfApi:
+    def __init__(self):
+        self.uploads = []
+
+    def create_repo(self, repo_id, repo_type, private, exist_ok):
+        self.private = private
+
+    def upload_folder(self, repo_id, repo_type, folder_path, commit_message, ignore_patterns):
+        from fnmatch import fnmatch
+
+        files = sorted(p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*") if p.is_file())
+        self.uploads.append((repo_id, [f for f in files if not any(fnmatch(f, g) for g in ignore_patterns)]))
+        return "https://huggingface.co/fake/commit/1"
+
+
+def test_push_to_hub_uploads_the_model_not_the_checkpoints(shapes, tmp_path, capsys):
+    api = RecordingHfApi()
+    token = "hf_secretsecretsecret"
+    args = train.parse_args(flags(shapes, tmp_path / "push", "--max_train_steps", 2, "--checkpointing_steps", 1,
+                                  "--push_to_hub", "--hub_model_id", "me/tiny", "--hub_token", token,
+                                  "--hub_private_repo"))
+    train.main(args, hub_api=api)
+    ((repo, files),) = api.uploads
+    assert repo == "me/tiny" and api.private is True
+    assert {"config.json", "model.safetensors", "README.md", "samples.png"} <= set(files)
+    assert not any(f.startswith(("checkpoint-", "logs/", "samples/")) for f in files)
+    written = "".join(p.read_text(errors="ignore") for p in (tmp_path / "push").rglob("*") if p.is_file()
+                      and p.suffix in (".json", ".jsonl", ".md"))
+    assert token not in written and token not in capsys.readouterr().out
+
+
+def test_two_processes(shapes, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", "29571", str(TRAIN), *flags(shapes, out, "--max_train_steps", 2)]
+    result = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Total train batch size (w. parallel & accumulation) = 8" in result.stdout
+    assert result.stdout.count("***** Running training *****") == 1  # only rank 0 prints
+    assert StackGANPipeline.from_pretrained(out).model.training_info["steps"] == 2
+
+
+def test_two_independent_processes_trap_is_refused(shapes, tmp_path):
+    # WORLD_SIZE says 2 but no process group spans them: the guard must stop the run.
+    result = run(*flags(shapes, tmp_path / "trap", "--max_train_steps", 1), env={"WORLD_SIZE": "2"})
+    assert result.returncode != 0 and "WORLD_SIZE=2" in result.stderr

@@ -1,0 +1,493 @@
+"""Train StackGAN Stage-I, then Stage-II, with Accelerate (one process, several, or several machines).
+
+    accelerate launch train/train.py --stage 1 --dataset shapes --data_dir data/shapes --output_dir runs/s1
+    accelerate launch train/train.py --stage 2 --stage1_model runs/s1 --dataset shapes \
+        --data_dir data/shapes --output_dir runs/s2
+
+One step: draw noise -> G makes a batch -> D step (matching-aware loss + stabilisers) -> G step
+(adversarial + KL) -> EMA -> log / checkpoint / validation images. Stage-II chains the frozen
+Stage-I generator (under no_grad) into its generator, as the paper trains it.
+
+Exact resume: the noise of every step and the data order are functions of (seed, step) and
+(seed, epoch), so a run resumed from `checkpoint-N` continues with the very tensors the
+uninterrupted run would have used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration
+
+from stackgan import (ExponentialMovingAverage, StackGANConfig, StackGANModel, StackGANPipeline,
+                      Stage1Discriminator, Stage2Discriminator)
+from stackgan.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from stackgan.data import build_dataset
+from stackgan.hub import upload_model_folder
+from stackgan.images import make_grid
+from stackgan.losses import discriminator_objective, generator_objective
+from stackgan.pipeline import verify_model_folder
+from stackgan.text import TextEncoder
+from stackgan.tracking import JSONLTracker
+
+# Flags that set StackGANConfig fields of the same name (None = keep the preset's value).
+CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "upsample", "ca_activation",
+                "d_text_input", "stage2_uncond_head", "wrong_image", "captions_per_step", "kl_weight",
+                "gan_loss", "generator_loss", "d_norm", "gradient_penalty", "gp_weight",
+                "mode_seeking_weight", "use_ema", "ema_decay")
+# What the Stage-II model must share with the Stage-I model it is chained to.
+GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation")
+DEFAULT_PROMPTS = {"shapes": ["a large red star on a white background", "a small blue circle at the top left",
+                              "a green striped square on a black background", "a medium yellow heart"]}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train StackGAN (Stage-I or Stage-II).")
+    p.add_argument("--config", help="YAML or JSON file of flag values; flags given on the command line win")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    p.add_argument("--dataset", choices=("shapes", "cub", "oxford", "coco", "folder"), default="shapes")
+    p.add_argument("--data_dir", default="data/shapes")
+    p.add_argument("--output_dir", default="runs/stackgan")
+    p.add_argument("--preset", default="shapes", help="cub | coco | shapes | tiny")
+    p.add_argument("--stage1_model", help="Stage-II: the Stage-I model (folder, checkpoint or Hub id)")
+    p.add_argument("--text_encoder", default=None, help="sentence-transformers id or folder (default: the preset's)")
+    p.add_argument("--on_error", choices=("raise", "skip"), default="raise", help="bad data files: stop or skip and count")
+    # Optimisation
+    p.add_argument("--train_batch_size", type=int, default=None, help="per device (default: the preset's)")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    p.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps; overrides --num_train_epochs")
+    p.add_argument("--num_train_epochs", type=int, default=100)
+    p.add_argument("--learning_rate", type=float, default=None, help="G and D (paper: 2e-4)")
+    p.add_argument("--g_learning_rate", type=float, default=None)
+    p.add_argument("--d_learning_rate", type=float, default=None)
+    p.add_argument("--lr_decay_epochs", type=int, default=None, help="halve both rates every N epochs (paper)")
+    p.add_argument("--adam_beta1", type=float, default=None)
+    p.add_argument("--adam_beta2", type=float, default=None)
+    p.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataloader_num_workers", type=int, default=0)
+    # Model options and stabilisers (see README): default to the preset's values
+    for name in ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "captions_per_step"):
+        p.add_argument(f"--{name}", type=int, default=None)
+    for name in ("kl_weight", "gp_weight", "mode_seeking_weight", "ema_decay"):
+        p.add_argument(f"--{name}", type=float, default=None)
+    p.add_argument("--upsample", choices=("nearest", "pixelshuffle"), default=None)
+    p.add_argument("--ca_activation", choices=("relu_logvar", "leaky_logsigma"), default=None)
+    p.add_argument("--d_text_input", choices=("generator_mu", "projection"), default=None)
+    p.add_argument("--wrong_image", choices=("in_batch_shift", "other_class"), default=None)
+    p.add_argument("--gan_loss", choices=("bce", "hinge"), default=None)
+    p.add_argument("--generator_loss", choices=("non_saturating", "saturating"), default=None)
+    p.add_argument("--d_norm", choices=("batch", "spectral"), default=None)
+    p.add_argument("--gradient_penalty", choices=("none", "r1", "ma_gp"), default=None)
+    p.add_argument("--stage2_uncond_head", type=_bool, default=None)
+    p.add_argument("--use_ema", action="store_true", default=None)
+    # Checkpoints, validation, logging
+    p.add_argument("--checkpointing_steps", type=int, default=500)
+    p.add_argument("--checkpoints_total_limit", type=int, default=None)
+    p.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
+    p.add_argument("--validation_prompts", nargs="+", default=None)
+    p.add_argument("--validation_steps", type=int, default=500)
+    p.add_argument("--num_validation_images", type=int, default=4)
+    p.add_argument("--logging_steps", type=int, default=10)
+    p.add_argument("--report_to", default="jsonl", help="jsonl | tensorboard | wandb | all (comma-separated)")
+    # Hub
+    p.add_argument("--push_to_hub", action="store_true")
+    p.add_argument("--hub_model_id", default=None)
+    p.add_argument("--hub_token", default=None)
+    p.add_argument("--hub_private_repo", action="store_true")
+    p.add_argument("--push_checkpoints", action="store_true", help="also upload the model at every checkpoint")
+
+    args = p.parse_args(argv)
+    if args.config:
+        values = read_config_file(args.config, p)
+        p.set_defaults(**values)
+        args = p.parse_args(argv)
+    return args
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
+def read_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
+    """Flag values from YAML/JSON; an unknown key is an error naming it and the file."""
+    text = Path(path).read_text()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    else:
+        values = json.loads(text)
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) {unknown}")
+    return values
+
+
+class EpochShuffle(Sampler):
+    """A permutation of the dataset that depends only on (seed, epoch): resumable exactly."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class DiscriminatorStep(nn.Module):
+    """D's objective as a module, so that DDP sees exactly one forward per D step."""
+
+    def __init__(self, discriminator: nn.Module, config: StackGANConfig):
+        super().__init__()
+        self.discriminator, self.config = discriminator, config
+
+    def forward(self, real, fake, embedding, mu, wrong=None):
+        return discriminator_objective(self.config, self.discriminator, real, fake, embedding, mu, wrong)
+
+
+def build_config(args, stage1: StackGANModel | None) -> StackGANConfig:
+    """The preset with the flags applied; for Stage-II, checked against the Stage-I model."""
+    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    if args.text_encoder:
+        overrides["text_encoder"] = args.text_encoder
+    if args.train_batch_size:
+        overrides["batch_size"] = args.train_batch_size
+    for stage in ("g", "d"):
+        rate = getattr(args, f"{stage}_learning_rate") or args.learning_rate
+        if rate is not None:
+            overrides[f"{stage}_learning_rate"] = rate
+    preset = StackGANConfig.from_preset(args.preset)
+    overrides["adam_betas"] = (args.adam_beta1 if args.adam_beta1 is not None else preset.adam_betas[0],
+                               args.adam_beta2 if args.adam_beta2 is not None else preset.adam_betas[1])
+    if stage1 is None:
+        return StackGANConfig.from_preset(args.preset, **overrides)
+    # Stage-II shares the generator shape (and text encoder) of its Stage-I model.
+    ours = StackGANConfig.from_preset(args.preset, **{**overrides, "text_dim": stage1.config.text_dim,
+                                                      "text_encoder": stage1.config.text_encoder})
+    theirs = stage1.config
+    mismatched = [f"{k}: Stage-I model has {getattr(theirs, k)!r}, this run {getattr(ours, k)!r}"
+                  for k in GENERATOR_SHAPE if getattr(theirs, k) != getattr(ours, k)]
+    if mismatched:
+        raise ValueError(f"--stage1_model {args.stage1_model} does not fit --preset {args.preset}: "
+                         + "; ".join(mismatched))
+    return ours
+
+
+def check_args(args) -> None:
+    """Refuse bad combinations before anything is loaded or written."""
+    if args.report_to and "wandb" in args.report_to.replace("all", "wandb") and args.hub_token:
+        raise ValueError("--report_to wandb with --hub_token would send the token to wandb's config; "
+                         "log in with `hf auth login` instead of passing --hub_token")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
+    if args.stage == 2 and not args.stage1_model:
+        raise ValueError("--stage 2 needs --stage1_model (the folder or Hub id of a Stage-I model)")
+    if not Path(args.data_dir).exists():
+        raise FileNotFoundError(f"--data_dir {args.data_dir} does not exist"
+                                + (" (make it with: python -m stackgan.data.shapes --out " + args.data_dir + ")"
+                                   if args.dataset == "shapes" else ""))
+    output = Path(args.output_dir)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f"--output_dir {output} is not writable: {error}") from None
+
+
+def trackers(args) -> list:
+    names = [n.strip() for n in (args.report_to or "").split(",") if n.strip()]
+    if "all" in names:
+        names = ["jsonl", "tensorboard", "wandb"]
+    return [JSONLTracker("train", Path(args.output_dir) / "logs") if n == "jsonl" else n for n in names]
+
+
+def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackGANConfig, draws: int) -> list:
+    """`draws` sets of (z, eps1, eps2) for one step, from a generator seeded by (seed, step, rank)."""
+    state = np.random.SeedSequence([seed, micro_step, rank]).generate_state(2)
+    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return [tuple(torch.randn(batch, d, generator=generator) for d in (config.z_dim, config.condition_dim,
+                                                                          config.condition_dim))
+            for _ in range(draws)]
+
+
+def redacted_command() -> str:
+    words, hide = [], False
+    for word in sys.argv:
+        words.append("***" if hide else word.split("=")[0] + "=***" if word.startswith("--hub_token=") else word)
+        hide = word == "--hub_token"
+    return "accelerate launch " + shlex.join(words)
+
+
+def main(args: argparse.Namespace, hub_api=None) -> Path:
+    """Run training; returns the output folder (a loadable model folder). `hub_api`: an HfApi."""
+    started = time.time()
+    check_args(args)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
+                              mixed_precision=args.mixed_precision, log_with=trackers(args),
+                              project_config=ProjectConfiguration(project_dir=str(output_dir),
+                                                                  logging_dir=str(output_dir / "logs")))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if accelerator.num_processes != world:
+        # accelerate's `--multi_gpu` without a device to spread over starts N processes that each
+        # believe they are alone: N copies of the same run writing the same files.
+        raise RuntimeError(f"WORLD_SIZE={world} but this process sees {accelerator.num_processes} process(es); "
+                           "on CPU launch with ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N")
+    main_process = accelerator.is_main_process
+
+    # --- model, data ---------------------------------------------------------------------------
+    stage1_model = StackGANModel.from_pretrained(args.stage1_model) if args.stage == 2 else None
+    config = build_config(args, stage1_model)
+    resume = resolve_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    saved = load_checkpoint(resume) if resume else None
+    if saved and saved[2]["config"] != config.to_dict():
+        diff = sorted(k for k, v in config.to_dict().items() if saved[2]["config"].get(k) != v)
+        raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
+                         "resume with the same --preset and flags, or use a new --output_dir")
+    encoder = TextEncoder(config.text_encoder)
+    resolution = config.stage1_size if args.stage == 1 else config.stage2_size
+    dataset = build_dataset(args.dataset, args.data_dir, resolution=resolution, encoder=encoder,
+                            captions_per_step=config.captions_per_step,
+                            wrong_image="none" if config.wrong_image == "in_batch_shift" else "other_class",
+                            seed=args.seed, on_error=args.on_error)
+    torch.manual_seed(args.seed)  # the initial weights; every later draw has its own seeded generator
+    model = StackGANModel(config.to_dict(), stages=args.stage)
+    if stage1_model is not None:
+        model.stage1.load_state_dict(stage1_model.stage1.state_dict())
+        model.set_text_statistics(stage1_model.text_mean, stage1_model.text_std)
+    else:
+        model.set_text_statistics(dataset.embedding_mean, dataset.embedding_std)
+    generator = model.stage1 if args.stage == 1 else model.stage2
+    frozen_stage1 = None if args.stage == 1 else model.stage1.eval().requires_grad_(False)
+    discriminator = (Stage1Discriminator if args.stage == 1 else Stage2Discriminator)(config)
+    generator.train()
+    betas = tuple(config.adam_betas)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.g_learning_rate, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.d_learning_rate, betas=betas)
+    ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
+    if saved:
+        tensors, optimizers, _ = saved
+        generator.load_state_dict(tensors["generator"])
+        discriminator.load_state_dict(tensors["discriminator"])
+        opt_g.load_state_dict(optimizers["generator"])
+        opt_d.load_state_dict(optimizers["discriminator"])
+        if ema is not None:
+            ema.load_state_dict(tensors["ema"])
+
+    sampler = EpochShuffle(len(dataset), args.seed)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                        num_workers=args.dataloader_num_workers)
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training images is less than one batch of {config.batch_size}")
+    d_step = DiscriminatorStep(discriminator, config)
+    generator, d_step, opt_g, opt_d, loader = accelerator.prepare(generator, d_step, opt_g, opt_d, loader)
+    if frozen_stage1 is not None:
+        frozen_stage1.to(accelerator.device)
+    model.text_mean, model.text_std = model.text_mean.to(accelerator.device), model.text_std.to(accelerator.device)
+    if ema is not None:
+        ema.model.to(accelerator.device)
+
+    updates_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+    num_epochs = math.ceil(max_steps / updates_per_epoch)
+    state = saved[2] if saved else {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0}
+    prompts = args.validation_prompts or DEFAULT_PROMPTS.get(args.dataset) or [c[0] for c in dataset.captions[:4]]
+    run_config = {k: v for k, v in vars(args).items() if k != "hub_token"}
+    accelerator.init_trackers("train", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                               for k, v in run_config.items()})
+
+    total_batch = config.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    accelerator.print("***** Running training *****\n"
+                      f"  Stage = {args.stage} ({resolution}x{resolution}), preset = {config.preset}\n"
+                      f"  Num examples = {len(dataset)}\n  Num epochs = {num_epochs}\n"
+                      f"  Batch size per device = {config.batch_size}\n"
+                      f"  Total train batch size (w. parallel & accumulation) = {total_batch}\n"
+                      f"  Gradient accumulation steps = {args.gradient_accumulation_steps}\n"
+                      f"  Total optimization steps = {max_steps}"
+                      + (f"\n  Resuming from {resume} (step {state['step']})" if resume else ""))
+
+    def export_model() -> StackGANModel:
+        """The publishable model: the EMA generator when EMA is on, in eval mode, on the CPU."""
+        exported = copy.deepcopy(model).cpu().eval()
+        if ema is not None:
+            getattr(exported, f"stage{args.stage}").load_state_dict(ema.state_dict())
+        exported.training_info = {"dataset": args.dataset, "data_dir": str(args.data_dir), "seed": args.seed,
+                                  "steps": state["step"], "stage": args.stage,
+                                  "wall_time": f"{state['train_seconds'] / 60:.1f} min",
+                                  "command": redacted_command()}
+        return exported
+
+    def validate() -> Path:
+        pipe = StackGANPipeline(export_model(), text_encoder=encoder)
+        out = pipe(prompts, num_images_per_prompt=args.num_validation_images, seed=args.seed, ca_mode="sample")
+        grid_rows = out.stage1 if out.stage2 is None else [a + b for a, b in zip(out.stage1, out.stage2)]
+        path = output_dir / "samples" / f"step-{state['step']:07d}.png"
+        path.parent.mkdir(exist_ok=True)
+        grid = make_grid(grid_rows, cell=64 if out.stage2 is None else 128)
+        grid.save(path)
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.writer.add_image("samples", np.asarray(grid), state["step"], dataformats="HWC")
+            elif tracker.name == "wandb":
+                import wandb
+
+                tracker.log({"samples": wandb.Image(grid)}, step=state["step"])
+            else:
+                tracker.log_images({"samples": path}, step=state["step"])
+        return path
+
+    def checkpoint() -> None:
+        unwrapped_g = accelerator.unwrap_model(generator)
+        unwrapped_d = accelerator.unwrap_model(d_step).discriminator
+        tensors = {"generator": unwrapped_g.state_dict(), "discriminator": unwrapped_d.state_dict()}
+        if ema is not None:
+            tensors["ema"] = ema.state_dict()
+        optimizers = {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()}
+        save_checkpoint(output_dir, state["step"], tensors, optimizers, {**state, "config": config.to_dict()},
+                        lambda folder: StackGANPipeline(export_model()).save_pretrained(folder),
+                        args.checkpoints_total_limit)
+
+    def check_finite(name: str, value: torch.Tensor) -> None:
+        value = accelerator.reduce(value.detach().float(), reduction="mean")
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"{name} is {value.item()} at step {state['step'] + 1}; stopping without "
+                                     "writing a checkpoint (lower the learning rate, or try --gan_loss hinge "
+                                     "/ --d_norm spectral)")
+
+    # --- the loop ------------------------------------------------------------------------------
+    progress = tqdm(total=max_steps, initial=state["step"], disable=not main_process, desc=f"Stage-{args.stage}")
+    raw_d = accelerator.unwrap_model(d_step).discriminator
+    draws = 2 if config.mode_seeking_weight > 0 else 1
+    clock = time.time()
+    logs = {}
+    while state["step"] < max_steps:
+        epoch = state["epoch"]
+        dataset.set_epoch(epoch)
+        decay = 0.5 ** (epoch // args.lr_decay_epochs) if args.lr_decay_epochs else 1.0
+        for optimizer, rate in ((opt_g, config.g_learning_rate), (opt_d, config.d_learning_rate)):
+            for group in optimizer.param_groups:
+                group["lr"] = rate * decay
+        batches = accelerator.skip_first_batches(loader, state["batches_in_epoch"]) if state["batches_in_epoch"] else loader
+        # Accelerate's loaders count their own epochs and pass that count to our sampler at every
+        # new iteration; a resumed run must tell them which epoch this is.
+        batches.set_epoch(epoch)
+        for batch in batches:
+            micro_step = epoch * len(loader) + state["batches_in_epoch"]
+            state["batches_in_epoch"] += 1
+            real = batch["image"]
+            embedding = model.standardize(batch["embedding"])
+            b = real.shape[0]
+            noise = [[t.to(accelerator.device) for t in draw]
+                     for draw in step_noise(args.seed, micro_step, accelerator.process_index, b, config, draws)]
+            z = torch.cat([d[0] for d in noise])
+            eps1 = torch.cat([d[1] for d in noise])
+            eps2 = torch.cat([d[2] for d in noise])
+            e = embedding.repeat(draws, 1)
+            with accelerator.accumulate(generator, d_step):
+                # One forward for both mode-seeking draws, so DDP sees one forward per step.
+                if frozen_stage1 is None:
+                    fake, mu, logvar = generator(e, z, eps1)
+                else:
+                    with torch.no_grad():
+                        stage1_image, _, _ = frozen_stage1(e, z, eps1)
+                    fake, mu, logvar = generator(stage1_image, e, eps2)
+                fake_2 = fake[b:] if draws == 2 else None
+                fake, mu, logvar = fake[:b], mu[:b], logvar[:b]
+                # D step
+                d_loss, d_stats = d_step(real, fake, embedding, mu, batch.get("wrong_image"))
+                check_finite("d_loss", d_loss)
+                accelerator.backward(d_loss)
+                opt_d.step()
+                opt_d.zero_grad(set_to_none=True)
+                # G step: D's weights get no gradient here
+                raw_d.requires_grad_(False)
+                g_loss, g_stats = generator_objective(config, raw_d, fake, embedding, mu, logvar,
+                                                      z[:b], fake_2, z[b:] if draws == 2 else None)
+                check_finite("g_loss", g_loss)
+                accelerator.backward(g_loss)
+                opt_g.step()
+                opt_g.zero_grad(set_to_none=True)
+                raw_d.requires_grad_(True)
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            if ema is not None:
+                ema.update(accelerator.unwrap_model(generator))
+            now = time.time()
+            state["train_seconds"] += now - clock
+            clock = now
+            progress.update(1)
+            if state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
+                stats = {**d_stats, **g_stats}
+                values = accelerator.reduce(torch.stack([stats[k].float() for k in sorted(stats)]), reduction="mean")
+                logs = {k: round(v, 4) for k, v in zip(sorted(stats), values.tolist())}
+                logs["lr"] = opt_g.param_groups[0]["lr"]
+                accelerator.log(logs, step=state["step"])
+                progress.set_postfix({k: logs[k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "kl")})
+            if state["step"] % args.checkpointing_steps == 0 or state["step"] == max_steps:
+                accelerator.wait_for_everyone()
+                if main_process:
+                    checkpoint()
+                    if args.push_checkpoints and args.push_to_hub:
+                        upload_model_folder(output_dir / f"checkpoint-{state['step']}" / "pipeline",
+                                            args.hub_model_id, api=hub_api, token=args.hub_token,
+                                            private=args.hub_private_repo,
+                                            commit_message=f"Checkpoint at step {state['step']}")
+            if main_process and (state["step"] % args.validation_steps == 0 or state["step"] == max_steps):
+                validate()
+            if state["step"] >= max_steps:
+                break
+        else:
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+
+    # --- publish -------------------------------------------------------------------------------
+    accelerator.wait_for_everyone()
+    if main_process:
+        final = export_model()
+        grid = validate()
+        (output_dir / "samples.png").write_bytes(grid.read_bytes())
+        final.training_info.update(sample_grid="samples.png", final_losses=logs,
+                                   repo_id=args.hub_model_id or str(output_dir))
+        StackGANPipeline(final).save_pretrained(output_dir)
+        accelerator.print(f"Saved the model to {output_dir} ({time.time() - started:.0f} s)")
+        if args.push_to_hub:
+            verify_model_folder(output_dir, final)
+            url = upload_model_folder(output_dir, args.hub_model_id, api=hub_api, token=args.hub_token,
+                                      private=args.hub_private_repo, commit_message=f"StackGAN Stage-{args.stage}, "
+                                      f"{state['step']} steps")
+            accelerator.print(f"Pushed to {url}")
+    accelerator.end_training()
+    return output_dir
+
+
+if __name__ == "__main__":
+    main(parse_args())
