@@ -33,6 +33,26 @@ PHASE_TAPS = torch.tensor([
 ])
 
 
+# The same phases as 2x2 kernels: even outputs read low-resolution offsets (-1, 0), odd ones (0, +1).
+PHASE_TAPS_2X2 = PHASE_TAPS[:, [0, 1]].clone()
+PHASE_TAPS_2X2[1] = PHASE_TAPS[1, [1, 2]]
+
+
+def upsample_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """conv3x3(upsample_nearest_x2(x), weight) computed as four 2x2 convolutions at low resolution.
+
+    Exact (up to float rounding) with 4 instead of 9 multiply-adds per output: 2.25x less work in
+    the layers where both generators spend most of theirs. The 2x2 kernels are derived from the
+    3x3 weight on every call, so gradients reach the paper's 3x3 parameters and checkpoints keep
+    their layout.
+    """
+    taps = PHASE_TAPS_2X2.to(weight)
+    k = torch.einsum("aru,oiuv,bsv->aboirs", taps, weight, taps)  # (2, 2, out, in, 2, 2)
+    phases = [F.conv2d(F.pad(x, (1 - b, b, 1 - a, a)), k[a, b]) for a in (0, 1) for b in (0, 1)]
+    out = torch.stack(phases, dim=2)                              # (B, out, 4, H, W)
+    return F.pixel_shuffle(out.flatten(1, 2), 2)                  # (B, out, 2H, 2W)
+
+
 def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
     """The four low-resolution kernels of nearest-x2-upsample + `weight` (out, in, 3, 3).
 
@@ -61,6 +81,9 @@ class UpBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, upsample: str = "nearest"):
         super().__init__()
         self.upsample = upsample
+        # nearest only: compute upsample + conv as 2x2 phase convolutions (see upsample_conv);
+        # False runs the literal upsample-then-conv, for benchmarks and checks.
+        self.phase_convolution = True
         factor = 4 if upsample == "pixelshuffle" else 1
         self.conv = conv3x3(in_channels, out_channels * factor)
         self.bn = nn.BatchNorm2d(out_channels)
@@ -76,6 +99,8 @@ class UpBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.upsample == "pixelshuffle":
             x = F.pixel_shuffle(self.conv(x), 2)
+        elif self.phase_convolution:
+            x = upsample_conv(x, self.conv.weight)
         else:
             x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
         return F.relu(self.bn(x))  # (B, out, 2H, 2W)
@@ -286,3 +311,12 @@ def apply_spectral_norm(module: nn.Module) -> None:
     for m in list(module.modules()):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.utils.parametrizations.spectral_norm(m)
+
+
+def set_phase_convolution(module: nn.Module, enabled: bool) -> nn.Module:
+    """Switch every nearest up block between the 2x2 phase convolutions (default) and the literal
+    upsample-then-3x3-conv of the paper. Both compute the same function."""
+    for m in module.modules():
+        if isinstance(m, UpBlock):
+            m.phase_convolution = enabled
+    return module

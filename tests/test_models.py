@@ -133,3 +133,31 @@ def test_spectral_norm_discriminator(tiny):
         sn(x, c)
     w = convs[1].weight.flatten(1)
     assert abs(torch.linalg.matrix_norm(w, ord=2).item() - 1.0) < 0.05
+
+
+def test_phase_convolution_equals_upsample_then_conv_forward_and_backward():
+    from stackgan.models import set_phase_convolution
+
+    torch.manual_seed(0)
+    block = UpBlock(12, 6)
+    x = torch.randn(2, 12, 7, 5, requires_grad=True)
+    outputs = []
+    for phase in (True, False):
+        set_phase_convolution(block, phase)
+        y = block(x)
+        grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), [x, block.conv.weight])
+        outputs.append((y, *grads))
+    for fast, plain in zip(*outputs):
+        assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_phase_convolution_whole_generators(tiny):
+    from stackgan.models import set_phase_convolution
+
+    torch.manual_seed(0)
+    g1, g2 = Stage1Generator(tiny).eval(), Stage2Generator(tiny).eval()
+    e, z, eps = torch.randn(2, tiny.text_dim), torch.randn(2, tiny.z_dim), torch.zeros(2, tiny.condition_dim)
+    fast = g2(g1(e, z, eps)[0], e, eps)[0]
+    set_phase_convolution(g1, False), set_phase_convolution(g2, False)
+    plain = g2(g1(e, z, eps)[0], e, eps)[0]
+    assert (fast - plain).abs().max() < 1e-4
