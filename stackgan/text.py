@@ -130,9 +130,7 @@ class TextEncoder:
         captions = list(captions)
         for index, caption in enumerate(captions):
             if not isinstance(caption, str) or not caption.strip():
-                raise ValueError(
-                    f"caption {index} is {caption!r}: captions must be non-empty strings"
-                )
+                raise ValueError(f"caption {index} is {caption!r}: captions must be non-empty strings")
         missing = [c for c in dict.fromkeys(captions) if c not in self._cache]
         fresh = dict(zip(missing, self._embed(missing))) if missing else {}
         rows, truncated = [], []
@@ -141,8 +139,7 @@ class TextEncoder:
             rows.append(embedding)
             truncated.append(was_truncated)
         self._remember(captions, fresh)
-        dim = self.dim
-        embeddings = torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, dim)
+        embeddings = torch.from_numpy(np.stack(rows)) if rows else torch.empty(0, self.dim)
         return (embeddings, truncated) if return_truncation else embeddings
 
     def _embed(self, captions: list[str]) -> list[tuple[np.ndarray, bool]]:

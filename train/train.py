@@ -245,6 +245,44 @@ def redacted_command() -> str:
     return "accelerate launch " + shlex.join(words)
 
 
+def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
+               wrong=None, check_finite=None) -> tuple[dict, dict]:
+    """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
+    matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
+    (two for the mode-seeking loss). Returns D's and G's statistics."""
+    b, device = real.shape[0], real.device
+    z, eps1, eps2 = (torch.cat([draw[i] for draw in noise]).to(device) for i in range(3))
+    e = embedding.repeat(len(noise), 1)
+    # Both mode-seeking draws go through one forward, so DDP sees one forward per step.
+    if frozen_stage1 is None:
+        fake, mu, logvar = generator(e, z, eps1)
+    else:
+        with torch.no_grad():
+            stage1_image, _, _ = frozen_stage1(e, z, eps1)
+        fake, mu, logvar = generator(stage1_image, e, eps2)
+    fake_2 = fake[b:] if len(noise) == 2 else None
+    fake, mu, logvar = fake[:b], mu[:b], logvar[:b]
+
+    d_loss, d_stats = d_step(real, fake, embedding, mu, wrong)
+    if check_finite:
+        check_finite("d_loss", d_loss)
+    accelerator.backward(d_loss)
+    opt_d.step()
+    opt_d.zero_grad(set_to_none=True)
+
+    discriminator = accelerator.unwrap_model(d_step).discriminator
+    discriminator.requires_grad_(False)  # G's step must leave D's gradients empty
+    g_loss, g_stats = generator_objective(config, discriminator, fake, embedding, mu, logvar,
+                                          z[:b], fake_2, z[b:] if fake_2 is not None else None)
+    if check_finite:
+        check_finite("g_loss", g_loss)
+    accelerator.backward(g_loss)
+    opt_g.step()
+    opt_g.zero_grad(set_to_none=True)
+    discriminator.requires_grad_(True)
+    return d_stats, g_stats
+
+
 def main(args: argparse.Namespace, hub_api=None) -> Path:
     """Run training; returns the output folder (a loadable model folder). `hub_api`: an HfApi."""
     started = time.time()
@@ -273,10 +311,11 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                          "resume with the same --preset and flags, or use a new --output_dir")
     encoder = TextEncoder(config.text_encoder)
     resolution = config.stage1_size if args.stage == 1 else config.stage2_size
-    dataset = build_dataset(args.dataset, args.data_dir, resolution=resolution, encoder=encoder,
-                            captions_per_step=config.captions_per_step,
-                            wrong_image="none" if config.wrong_image == "in_batch_shift" else "other_class",
-                            seed=args.seed, on_error=args.on_error)
+    with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
+        dataset = build_dataset(args.dataset, args.data_dir, resolution=resolution, encoder=encoder,
+                                captions_per_step=config.captions_per_step,
+                                wrong_image="none" if config.wrong_image == "in_batch_shift" else "other_class",
+                                seed=args.seed, on_error=args.on_error)
     torch.manual_seed(args.seed)  # the initial weights; every later draw has its own seeded generator
     model = StackGANModel(config.to_dict(), stages=args.stage)
     if stage1_model is not None:
@@ -383,7 +422,6 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
 
     # --- the loop ------------------------------------------------------------------------------
     progress = tqdm(total=max_steps, initial=state["step"], disable=not main_process, desc=f"Stage-{args.stage}")
-    raw_d = accelerator.unwrap_model(d_step).discriminator
     draws = 2 if config.mode_seeking_weight > 0 else 1
     clock = time.time()
     logs = {}
@@ -403,38 +441,10 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
             state["batches_in_epoch"] += 1
             real = batch["image"]
             embedding = model.standardize(batch["embedding"])
-            b = real.shape[0]
-            noise = [[t.to(accelerator.device) for t in draw]
-                     for draw in step_noise(args.seed, micro_step, accelerator.process_index, b, config, draws)]
-            z = torch.cat([d[0] for d in noise])
-            eps1 = torch.cat([d[1] for d in noise])
-            eps2 = torch.cat([d[2] for d in noise])
-            e = embedding.repeat(draws, 1)
+            noise = step_noise(args.seed, micro_step, accelerator.process_index, real.shape[0], config, draws)
             with accelerator.accumulate(generator, d_step):
-                # One forward for both mode-seeking draws, so DDP sees one forward per step.
-                if frozen_stage1 is None:
-                    fake, mu, logvar = generator(e, z, eps1)
-                else:
-                    with torch.no_grad():
-                        stage1_image, _, _ = frozen_stage1(e, z, eps1)
-                    fake, mu, logvar = generator(stage1_image, e, eps2)
-                fake_2 = fake[b:] if draws == 2 else None
-                fake, mu, logvar = fake[:b], mu[:b], logvar[:b]
-                # D step
-                d_loss, d_stats = d_step(real, fake, embedding, mu, batch.get("wrong_image"))
-                check_finite("d_loss", d_loss)
-                accelerator.backward(d_loss)
-                opt_d.step()
-                opt_d.zero_grad(set_to_none=True)
-                # G step: D's weights get no gradient here
-                raw_d.requires_grad_(False)
-                g_loss, g_stats = generator_objective(config, raw_d, fake, embedding, mu, logvar,
-                                                      z[:b], fake_2, z[b:] if draws == 2 else None)
-                check_finite("g_loss", g_loss)
-                accelerator.backward(g_loss)
-                opt_g.step()
-                opt_g.zero_grad(set_to_none=True)
-                raw_d.requires_grad_(True)
+                d_stats, g_stats = train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d,
+                                              real, embedding, noise, batch.get("wrong_image"), check_finite)
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1

@@ -31,10 +31,10 @@ class Example:
 
 
 def check_captions(captions, where: str, errors: InputErrors) -> tuple[str, ...]:
-    """Return the usable captions of one image, reporting each blank or non-string one.
+    """Return the usable captions of one entry, reporting each blank or non-string one.
 
     A caption string is accepted as a list of one. Under ``on_error="skip"`` bad captions are
-    dropped (and counted); an image left with no caption is then reported too.
+    dropped and counted; the caller decides what an entry left without captions means.
     """
     if isinstance(captions, str):
         captions = [captions]
@@ -46,9 +46,6 @@ def check_captions(captions, where: str, errors: InputErrors) -> tuple[str, ...]
         if isinstance(caption, str) and caption.strip():
             kept.append(caption.strip())
         else:
-            errors.report("blank caption", where, f"caption {number} is {caption!r}; captions must be non-empty strings")
-    if captions and not kept:
-        errors.report("image without captions", where, "every caption of this image was skipped")
-    elif not captions:
-        errors.report("image without captions", where, "no captions")
+            errors.report("blank caption", where,
+                          f"caption {number} is {caption!r}; captions must be non-empty strings")
     return tuple(kept)
