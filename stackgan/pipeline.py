@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from .card import model_card
 from .config import StackGANConfig
+from . import fast
 from .hub import resolve_model_folder, upload_model_folder
 from .images import to_pil
 from .models import Stage1Generator, Stage2Generator
@@ -135,9 +136,13 @@ class StackGANOutput:
 class StackGANPipeline:
     """Caption(s) -> text encoder -> Stage-I G -> Stage-II G, with seeded noise and CA controls."""
 
-    def __init__(self, model: StackGANModel, text_encoder=None):
+    def __init__(self, model: StackGANModel, text_encoder=None, fold_batchnorm: bool = True):
         self.model = model.eval()
         self._text_encoder = text_encoder
+        # Inference runs on copies with BatchNorm folded into the convolutions (stackgan/fast.py):
+        # the same function, one pass less over every activation. Rebuilt when the weights change.
+        self.fold_batchnorm = fold_batchnorm
+        self._folded = (None, None)
         if text_encoder is not None:
             check_encoder(text_encoder, model.config)
 
@@ -238,18 +243,32 @@ class StackGANPipeline:
             noise["z"] = noise["z"][:, :1].expand_as(noise["z"])
         return noise
 
+    def generators(self) -> tuple[nn.Module, nn.Module | None]:
+        """The (Stage-I, Stage-II) networks inference uses: BN-folded copies unless disabled."""
+        if not self.fold_batchnorm:
+            return self.model.stage1, self.model.stage2
+        # Tensor._version counts in-place writes, so any change to the weights (load_state_dict,
+        # an optimiser step, .to()) gives a new key.
+        key = tuple((t.data_ptr(), t._version) for t in self.model.state_dict().values())
+        if self._folded[0] != key:
+            stage2 = self.model.stage2
+            self._folded = (key, (fast.fold_batchnorm(self.model.stage1),
+                                  None if stage2 is None else fast.fold_batchnorm(stage2)))
+        return self._folded[1]
+
     @torch.inference_mode()
     def generate(self, embeddings: torch.Tensor, z: torch.Tensor, eps1: torch.Tensor, eps2: torch.Tensor,
                  batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images for flat (N, ...) inputs, in batches: (stage1 (N,3,64,64), stage2 (N,3,256,256) or None)."""
+        stage1_net, stage2_net = self.generators()
         stage1, stage2 = [], []
         for start in range(0, len(z), batch_size):
             part = slice(start, start + batch_size)
             e = embeddings[part].to(self.device)
-            image1, _, _ = self.model.stage1(e, z[part].to(self.device), eps1[part].to(self.device))
+            image1, _, _ = stage1_net(e, z[part].to(self.device), eps1[part].to(self.device))
             stage1.append(image1.cpu())
-            if self.model.stage2 is not None:
-                image2, _, _ = self.model.stage2(image1, e, eps2[part].to(self.device))
+            if stage2_net is not None:
+                image2, _, _ = stage2_net(image1, e, eps2[part].to(self.device))
                 stage2.append(image2.cpu())
         return torch.cat(stage1), (torch.cat(stage2) if stage2 else None)
 

@@ -338,3 +338,24 @@ def test_push_refuses_a_model_with_nan_weights(pipe):
     with pytest.raises(ValueError, match="refusing to upload.*stage2.to_image.0.weight"):
         pipe.push_to_hub("me/broken", api=api)
     assert api.uploads == []
+
+
+def test_batchnorm_folding_keeps_the_images(encoder):
+    model = tiny_model()
+    with torch.no_grad():  # BN statistics of a trained model, not the identity of a fresh one
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.normal_(0, 0.5), m.running_var.uniform_(0.5, 2.0), m.bias.normal_(0, 0.1)
+    folded = StackGANPipeline(model, text_encoder=encoder)
+    plain = StackGANPipeline(model, text_encoder=encoder, fold_batchnorm=False)
+    s1, s2 = folded.generators()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in s2.modules())
+    noise = folded.sample_noise(1, 3, seed=0)
+    e, _ = folded.encode(["a red star"])
+    args = (e.expand(3, -1), noise["z"][0], noise["eps1"][0], noise["eps2"][0])
+    for a, b in zip(folded.generate(*args), plain.generate(*args)):
+        assert (a - b).abs().max() < 1e-5
+    # new weights -> new folded copies
+    with torch.no_grad():
+        model.stage2.to_image[0].weight.mul_(2)
+    assert folded.generators()[1] is not s2
