@@ -1,10 +1,13 @@
-"""Generation latency of the generators (eager, paper-faithful path), printed as JSON.
+"""Generation latency of the generators, plain path and fast path in the same run, as JSON.
 
     python benchmarks/bench_generation.py --presets cub shapes --batch-sizes 1 16 --runs 7
 
+plain: the paper's literal network (nearest upsample then 3x3 conv, BatchNorm as a layer).
+fast: what StackGANPipeline runs (2x2 phase convolutions, BatchNorm folded into the convolutions).
 Each figure is the median of --runs timed forwards after --warmup untimed ones, under
-torch.inference_mode on the CPU, with the thread count and the achieved GFLOP/s (FLOPs counted by
-torch.utils.flop_counter: 2 per multiply-add). Text encoding is not included here.
+torch.inference_mode on the CPU, with the thread count, the paper-layout FLOP count (2 per
+multiply-add, counted by torch.utils.flop_counter on the plain path) and the achieved GFLOP/s
+(that count over the measured time). Text encoding is not included here.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stackgan import StackGANConfig, Stage1Generator, Stage2Generator
+from stackgan.fast import fold_batchnorm
+from stackgan.models import set_phase_convolution
 
 
 def median_seconds(fn, runs: int, warmup: int) -> float:
@@ -41,23 +46,23 @@ def flops(fn) -> int:
 def bench(preset: str, batch: int, runs: int, warmup: int, text_dim: int) -> list[dict]:
     config = StackGANConfig.from_preset(preset, text_dim=text_dim)
     torch.manual_seed(0)
-    stage1, stage2 = Stage1Generator(config).eval(), Stage2Generator(config).eval()
+    plain = [set_phase_convolution(G(config).eval(), False) for G in (Stage1Generator, Stage2Generator)]
+    fast = [set_phase_convolution(fold_batchnorm(g), True) for g in plain]
     e, z = torch.randn(batch, config.text_dim), torch.randn(batch, config.z_dim)
-
-    def run_stage1():
-        return stage1(e, z)[0]
-
-    def run_both():
-        return stage2(stage1(e, z)[0], e)[0]
-
     rows = []
     with torch.inference_mode():
-        for name, fn in (("stage1", run_stage1), ("stage2_incl_stage1", run_both)):
-            seconds = median_seconds(fn, runs, warmup)
-            count = flops(fn)
-            rows.append(dict(preset=preset, what=name, batch=batch, median_ms=round(seconds * 1e3, 2),
-                             ms_per_image=round(seconds * 1e3 / batch, 2), gflop=round(count / 1e9, 2),
-                             gflop_per_s=round(count / seconds / 1e9, 1)))
+        for what in ("stage1", "stage2_incl_stage1"):
+            count = None
+            for path, (stage1, stage2) in (("plain", plain), ("fast", fast)):
+                def run():
+                    image = stage1(e, z)[0]
+                    return image if what == "stage1" else stage2(image, e)[0]
+
+                count = count or flops(run)
+                seconds = median_seconds(run, runs, warmup)
+                rows.append(dict(preset=preset, what=what, path=path, batch=batch,
+                                 median_ms=round(seconds * 1e3, 2), ms_per_image=round(seconds * 1e3 / batch, 2),
+                                 gflop=round(count / 1e9, 2), gflop_per_s=round(count / seconds / 1e9, 1)))
     return rows
 
 
