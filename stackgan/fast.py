@@ -1,8 +1,11 @@
-"""Inference fast path: BatchNorm folded into the preceding convolution or linear layer.
+"""Inference fast path: BatchNorm folded into the preceding layer, up-block kernels precomputed.
 
 In eval mode BN is a per-channel affine map, y = gamma * (x - mean) / sqrt(var + eps) + beta, so it
 can be merged into the weights and bias of the layer before it, saving one pass over every
-activation. The result equals the unfolded network up to float rounding. Training keeps BN.
+activation. The 2x2 phase kernels of the up blocks are derived once instead of in every forward.
+Up blocks whose input is smaller than PHASE_MIN_SIZE keep the literal upsample + 3x3 conv: there
+four tiny 2x2 convolutions cost more than one 3x3 (measured in benchmarks/bench_generation.py).
+The result equals the training-time network up to float rounding. Training keeps BN.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import copy
 import torch
 from torch import nn
 
-from .models import UpBlock
+from .models import UpBlock, phase_kernels_2x2
+
+PHASE_MIN_SIZE = 16
 
 
 @torch.no_grad()
@@ -29,12 +34,16 @@ def fold_into(layer: nn.Conv2d | nn.Linear, bn: nn.BatchNorm1d | nn.BatchNorm2d,
 
 @torch.no_grad()
 def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """An eval-mode copy of `module` with every BN merged into the layer before it."""
+    """An eval-mode inference copy of `module`: every BN merged into the layer before it, up-block
+    kernels precomputed."""
     module = copy.deepcopy(module).eval()
     for m in list(module.modules()):
         if isinstance(m, UpBlock):
             fold_into(m.conv, m.bn, 4 if m.upsample == "pixelshuffle" else 1)
             m.bn = nn.Identity()
+            if m.upsample == "nearest" and m.phase_convolution:
+                m.baked_kernels = phase_kernels_2x2(m.conv.weight)
+                m.phase_min_size = PHASE_MIN_SIZE
         elif isinstance(m, nn.Sequential):
             for i in range(1, len(m)):
                 if isinstance(m[i], (nn.BatchNorm1d, nn.BatchNorm2d)) and isinstance(m[i - 1], (nn.Conv2d, nn.Linear)):
