@@ -27,11 +27,11 @@ def test_diversity_ratio():
 
 def test_ms_ssim_identities():
     torch.manual_seed(0)
-    x, y = torch.rand(2, 3, 176, 176), torch.rand(2, 3, 176, 176)
-    assert torch.allclose(ms_ssim(x, x), torch.ones(2, dtype=torch.float64))
+    x, y = torch.rand(1, 3, 176, 176), torch.rand(1, 3, 176, 176)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(1, dtype=torch.float64))
     assert torch.allclose(ms_ssim(x, y), ms_ssim(y, x))
-    noisy = [ms_ssim(x, (x + s * torch.randn_like(x)).clamp(0, 1)).mean() for s in (0.05, 0.2)]
-    assert 1 > noisy[0] > noisy[1] > ms_ssim(x, y).mean() >= 0
+    noisy = [ms_ssim(x, (x + s * torch.randn_like(x)).clamp(0, 1)) for s in (0.05, 0.2)]
+    assert 1 > noisy[0] > noisy[1] > ms_ssim(x, y) >= 0
 
 
 def test_single_scale_ssim_by_hand():
@@ -50,7 +50,7 @@ def test_single_scale_ssim_by_hand():
 
 def test_pairwise_ms_ssim_and_size_limit():
     assert min_ms_ssim_size() == 176 and len(MS_SSIM_WEIGHTS) == 5
-    same = torch.rand(1, 3, 192, 192).repeat(4, 1, 1, 1)
-    assert mean_pairwise_ms_ssim(same, pairs_per_batch=4) == pytest.approx(1.0)
+    same = torch.rand(1, 3, 176, 176).repeat(3, 1, 1, 1)
+    assert mean_pairwise_ms_ssim(same, pairs_per_batch=2) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="176"):
         ms_ssim(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))

@@ -48,28 +48,36 @@ def diversity_ratio(generated_groups, real_groups):
             "num_groups": len(generated_groups)}
 
 
-def _gaussian_window(channels, dtype):
+def _gaussian_kernel(dtype):
     coords = torch.arange(SSIM_WINDOW, dtype=dtype) - (SSIM_WINDOW - 1) / 2
     kernel = torch.exp(-coords ** 2 / (2 * SSIM_SIGMA ** 2))
-    kernel = kernel / kernel.sum()
-    # Separable: one (1 x 11) and one (11 x 1) depthwise filter.
-    return (kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1),
-            kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1))
+    return kernel / kernel.sum()
 
 
-def _blur(x, window):
-    horizontal, vertical = window
-    x = F.conv2d(x, horizontal, groups=x.shape[1])
-    return F.conv2d(x, vertical, groups=x.shape[1])   # 'valid': shrinks by 10 pixels per side pair
+def _band(size, kernel):
+    """(size, size - 10) matrix M with x @ M = x filtered by `kernel` along its last axis, 'valid'
+    (no padding, as Wang et al.'s reference code). A matmul is ~10x faster than a depthwise
+    conv2d on CPU here."""
+    outputs = size - len(kernel) + 1
+    band = torch.zeros(size, outputs, dtype=kernel.dtype)
+    columns = torch.arange(outputs)
+    for tap, weight in enumerate(kernel):
+        band[columns + tap, columns] = weight
+    return band
 
 
-def _ssim_terms(x, y, window, data_range):
+def _blur(x, kernel):
+    """Separable 11x11 Gaussian blur of (B, C, H, W), 'valid' -> (B, C, H - 10, W - 10)."""
+    return _band(x.shape[-2], kernel).T @ x @ _band(x.shape[-1], kernel)
+
+
+def _ssim_terms(x, y, kernel, data_range):
     """Mean luminance*contrast*structure (SSIM) and contrast*structure (cs) per image."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = _blur(x, window), _blur(y, window)
-    var_x = _blur(x * x, window) - mu_x ** 2
-    var_y = _blur(y * y, window) - mu_y ** 2
-    cov_xy = _blur(x * y, window) - mu_x * mu_y
+    mu_x, mu_y = _blur(x, kernel), _blur(y, kernel)
+    var_x = _blur(x * x, kernel) - mu_x ** 2
+    var_y = _blur(y * y, kernel) - mu_y ** 2
+    cov_xy = _blur(x * y, kernel) - mu_x * mu_y
     # cs = (2 sigma_xy + C2) / (sigma_x^2 + sigma_y^2 + C2); l = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
     cs_map = (2 * cov_xy + c2) / (var_x + var_y + c2)
     luminance = (2 * mu_x * mu_y + c1) / (mu_x ** 2 + mu_y ** 2 + c1)
@@ -95,11 +103,11 @@ def ms_ssim(x, y, data_range=1.0, weights=MS_SSIM_WEIGHTS):
         raise ValueError(f"MS-SSIM with {len(weights)} scales needs images of at least "
                          f"{min_ms_ssim_size(len(weights))} px, got {tuple(x.shape[-2:])}")
     x, y = x.double(), y.double()
-    window = _gaussian_window(x.shape[1], x.dtype)
+    kernel = _gaussian_kernel(x.dtype)
     weights = torch.tensor(weights, dtype=x.dtype)
     contrast_structure = []
     for scale in range(len(weights)):
-        ssim, cs = _ssim_terms(x, y, window, data_range)
+        ssim, cs = _ssim_terms(x, y, kernel, data_range)
         contrast_structure.append(cs)
         if scale < len(weights) - 1:
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)

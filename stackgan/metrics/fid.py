@@ -29,6 +29,13 @@ def images_to_tensor(images):
     return batch.float().div(255.0)
 
 
+def module_device(extractor):
+    """Where an nn.Module's parameters live (CPU for plain callables)."""
+    if isinstance(extractor, torch.nn.Module):
+        return next(extractor.parameters(), torch.empty(0)).device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def extract_features(extractor, images, batch_size=50, progress=None):
     """Run `extractor` over `images` in batches; returns float64 features (N, D).
@@ -44,7 +51,7 @@ def extract_features(extractor, images, batch_size=50, progress=None):
         batch = images[start:start + batch_size]
         if not torch.is_tensor(batch):
             batch = images_to_tensor(batch)
-        features.append(extractor(batch).double().cpu().numpy())
+        features.append(extractor(batch.to(module_device(extractor))).double().cpu().numpy())
         if progress is not None:
             progress.update(len(batch))
     if not features:
@@ -163,6 +170,8 @@ def kernel_inception_distance(features1, features2, num_subsets=100, subset_size
     if size < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(features1)} and "
                          f"{len(features2)}")
+    if size == len(features1) == len(features2):
+        return mmd2_unbiased(features1, features2), 0.0   # every "subset" is the whole set
     rng = np.random.default_rng(seed)
     values = [mmd2_unbiased(features1[rng.choice(len(features1), size, replace=False)],
                             features2[rng.choice(len(features2), size, replace=False)])
