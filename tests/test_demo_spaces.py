@@ -14,7 +14,7 @@ from demo_server import BLOCKED, NETWORK_GUARD, ROOT, app_env
 from stackgan import StackGANConfig
 
 SPACES_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
-FRONT_MATTER_SOURCES = [ROOT / "README.md", ROOT / "docs" / "_sections" / "spaces_front_matter.yml"]
+README = ROOT / "README.md"
 
 
 def front_matter(path: Path) -> tuple[dict, str]:
@@ -33,11 +33,8 @@ def pinned(requirement: str) -> str:
     return pins[0]
 
 
-@pytest.mark.parametrize("source", FRONT_MATTER_SOURCES, ids=lambda path: path.name)
-def test_spaces_front_matter_matches_requirements_and_app(source):
-    if not source.exists() and source.name != "README.md":
-        pytest.skip(f"{source} was merged into README.md")
-    meta, raw = front_matter(source)
+def test_spaces_front_matter_matches_requirements_and_app():
+    meta, raw = front_matter(README)
     assert meta["sdk"] == "gradio"
     assert meta["sdk_version"] == pinned("gradio"), "sdk_version must equal requirements.txt's gradio pin"
     assert (ROOT / meta["app_file"]).is_file() and meta["app_file"] == "app.py"

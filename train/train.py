@@ -117,6 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         values = read_config_file(args.config, p)
         p.set_defaults(**values)
         args = p.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # for the model card
     return args
 
 
@@ -237,9 +238,10 @@ def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackG
             for _ in range(draws)]
 
 
-def redacted_command() -> str:
+def redacted_command(argv: list[str]) -> str:
+    """The command that ran, for the model card, with the Hub token hidden."""
     words, hide = [], False
-    for word in sys.argv:
+    for word in ["train/train.py", *argv]:
         words.append("***" if hide else word.split("=")[0] + "=***" if word.startswith("--hub_token=") else word)
         hide = word == "--hub_token"
     return "accelerate launch " + shlex.join(words)
@@ -358,7 +360,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     state = saved[2] if saved else {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0}
     prompts = args.validation_prompts or DEFAULT_PROMPTS.get(args.dataset) or [c[0] for c in dataset.captions[:4]]
-    run_config = {k: v for k, v in vars(args).items() if k != "hub_token"}
+    run_config = {k: v for k, v in vars(args).items() if k not in ("hub_token", "command_line")}
     accelerator.init_trackers("train", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
                                                for k, v in run_config.items()})
 
@@ -380,7 +382,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
         exported.training_info = {"dataset": args.dataset, "data_dir": str(args.data_dir), "seed": args.seed,
                                   "steps": state["step"], "stage": args.stage,
                                   "wall_time": f"{state['train_seconds'] / 60:.1f} min",
-                                  "command": redacted_command()}
+                                  "command": redacted_command(args.command_line)}
         return exported
 
     def validate() -> Path:
