@@ -28,6 +28,10 @@ CHOICES = {
     # "in_batch_shift": wrong images are the batch rolled by one (Pytorch); "other_class": drawn
     # from another class by the data loader (TensorFlow).
     "wrong_image": ("in_batch_shift", "other_class"),
+    # How D's head matches image and text: "concat" (paper: condition replicated at 4x4, concatenated,
+    # conv -> logit) or "inner_product" (projection discriminator, Miyato & Koyama 2018:
+    # logit = w . h + <V c, h> on D's pooled features h).
+    "d_matching": ("concat", "inner_product"),
     "d_norm": ("batch", "spectral"),
     "gan_loss": ("bce", "hinge"),
     "generator_loss": ("non_saturating", "saturating"),
@@ -55,6 +59,7 @@ class StackGANConfig:
     # TensorFlow-vs-Pytorch differences (DESIGN.md §4)
     ca_activation: str = "relu_logvar"
     d_text_input: str = "generator_mu"
+    d_matching: str = "concat"
     stage2_uncond_head: bool = True
     wrong_image: str = "in_batch_shift"
     captions_per_step: int = 1

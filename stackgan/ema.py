@@ -25,10 +25,17 @@ class ExponentialMovingAverage:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
+    def decay_at(self, step: int | None) -> float:
+        """The decay used at optimiser step `step` (1-based): min(decay, (1 + step) / (10 + step)),
+        so early averages are not dominated by the random initial weights (with 0.999 they would
+        be for the first few thousand steps). None: the constant decay."""
+        return self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        decay = self.decay_at(step)
         for average, current in zip(self.model.parameters(), model.parameters()):
-            average.lerp_(current.detach(), 1.0 - self.decay)
+            average.lerp_(current.detach(), 1.0 - decay)
         for average, current in zip(self.model.buffers(), model.buffers()):
             average.copy_(current)
 

@@ -222,7 +222,8 @@ class Discriminator(nn.Module):
     """Matching-aware discriminator shared by both stages (paper §3.2-3.3).
 
     `encode` maps an image to (B, 8 df, 4, 4) features; `logits` joins them with the condition
-    replicated to 4x4 (conv3x3 -> BN -> LeakyReLU -> 4x4 conv); `uncond_logits` is StackGAN-Pytorch's
+    replicated to 4x4 (conv3x3 -> BN -> LeakyReLU -> 4x4 conv), or with d_matching="inner_product"
+    scores them as a projection discriminator; `uncond_logits` is StackGAN-Pytorch's
     extra image-only head of Stage-II. `condition` picks what text D sees (config.d_text_input).
     """
 
@@ -234,9 +235,13 @@ class Discriminator(nn.Module):
         self.text_projection = None
         if config.d_text_input == "projection":
             self.text_projection = nn.Sequential(nn.Linear(config.text_dim, nef), nn.LeakyReLU(0.2, True))
-        self.cond_head = nn.Sequential(
-            *conv_norm_act(conv3x3(ndf * 8 + nef, ndf * 8), norm),
-            nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4))
+        if config.d_matching == "concat":
+            self.cond_head = nn.Sequential(
+                *conv_norm_act(conv3x3(ndf * 8 + nef, ndf * 8), norm),
+                nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4))
+        else:  # inner_product: a realness score plus how well the pooled features fit the text
+            self.realness = nn.Linear(ndf * 8, 1)
+            self.text_embedding = nn.Linear(nef, ndf * 8, bias=False)
         self.uncond_head = nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4) if uncond_head else None
         init_weights(self)
         if norm == "spectral":
@@ -252,6 +257,9 @@ class Discriminator(nn.Module):
         return self.encoder(image)  # (B, 8 df, 4, 4)
 
     def logits(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        if self.config.d_matching == "inner_product":
+            pooled = features.sum(dim=(2, 3))
+            return self.realness(pooled).view(-1) + (self.text_embedding(condition) * pooled).sum(dim=1)
         c = condition[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])
         return self.cond_head(torch.cat([features, c], dim=1)).view(-1)
 

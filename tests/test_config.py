@@ -27,7 +27,8 @@ def test_unknown_key_is_named():
 
 
 @pytest.mark.parametrize("key,value", [("upsample", "bilinear"), ("gan_loss", "wgan"), ("d_norm", "layer"),
-                                       ("gradient_penalty", "r2"), ("ca_activation", "tanh")])
+                                       ("gradient_penalty", "r2"), ("ca_activation", "tanh"),
+                                       ("d_matching", "dot")])
 def test_bad_choice_names_key_and_value(key, value):
     with pytest.raises(ValueError, match=rf"StackGANConfig.{key}='{value}' is not one of"):
         StackGANConfig.from_preset("tiny", **{key: value})

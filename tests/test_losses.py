@@ -107,6 +107,16 @@ def test_ema_update():
         ExponentialMovingAverage(model, decay=1.5)
 
 
+def test_ema_warmup_follows_early_weights():
+    model = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(model.weight)
+    ema = ExponentialMovingAverage(model, decay=0.999)
+    torch.nn.init.ones_(model.weight)
+    ema.update(model, step=1)  # decay (1 + 1) / (10 + 1) = 2/11
+    assert torch.allclose(ema.model.weight, torch.full((1, 2), 9 / 11))
+    assert ema.decay_at(5) == pytest.approx(6 / 15) and ema.decay_at(100_000) == 0.999
+
+
 def test_ema_copies_batchnorm_statistics():
     model = torch.nn.BatchNorm1d(3)
     ema = ExponentialMovingAverage(model, decay=0.99)

@@ -121,6 +121,24 @@ def test_discriminator_text_input_options(tiny):
     assert d_proj.condition(e, mu).shape == (2, tiny.condition_dim)
 
 
+def test_projection_discriminator_scores_text_by_inner_product(tiny):
+    torch.manual_seed(0)
+    config = StackGANConfig.from_preset("tiny", d_matching="inner_product")
+    for network in (Stage1Discriminator, Stage2Discriminator):
+        d = network(config).eval()
+        assert not hasattr(d, "cond_head")
+        size = 64 if network is Stage1Discriminator else 256
+        x, c = torch.randn(3, 3, size, size), torch.randn(3, tiny.condition_dim)
+        features = d.encode(x)
+        pooled = features.sum(dim=(2, 3))
+        expected = d.realness(pooled).view(-1) + torch.einsum("bk,kc,bc->b", pooled, d.text_embedding.weight, c)
+        assert torch.allclose(d.logits(features, c), expected, atol=1e-5)
+        # the text enters linearly: logit(c1 + c2) - logit(c2) = logit(c1) - logit(0)
+        zero = torch.zeros_like(c)
+        assert torch.allclose(d.logits(features, 2 * c) - d.logits(features, c),
+                              d.logits(features, c) - d.logits(features, zero), atol=1e-4)
+
+
 def test_spectral_norm_discriminator(tiny):
     torch.manual_seed(0)
     sn = Stage2Discriminator(StackGANConfig.from_preset("tiny", d_norm="spectral"))

@@ -47,7 +47,7 @@ from stackgan.tracking import JSONLTracker
 
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value).
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "upsample", "ca_activation",
-                "d_text_input", "stage2_uncond_head", "wrong_image", "captions_per_step", "kl_weight",
+                "d_text_input", "d_matching", "stage2_uncond_head", "wrong_image", "captions_per_step", "kl_weight",
                 "gan_loss", "generator_loss", "d_norm", "gradient_penalty", "gp_weight",
                 "mode_seeking_weight", "use_ema", "ema_decay")
 # What the Stage-II model must share with the Stage-I model it is chained to.
@@ -89,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--upsample", choices=("nearest", "pixelshuffle"), default=None)
     p.add_argument("--ca_activation", choices=("relu_logvar", "leaky_logsigma"), default=None)
     p.add_argument("--d_text_input", choices=("generator_mu", "projection"), default=None)
+    p.add_argument("--d_matching", choices=("concat", "inner_product"), default=None)
     p.add_argument("--wrong_image", choices=("in_batch_shift", "other_class"), default=None)
     p.add_argument("--gan_loss", choices=("bce", "hinge"), default=None)
     p.add_argument("--generator_loss", choices=("non_saturating", "saturating"), default=None)
@@ -451,7 +452,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                 continue
             state["step"] += 1
             if ema is not None:
-                ema.update(accelerator.unwrap_model(generator))
+                ema.update(accelerator.unwrap_model(generator), state["step"])
             now = time.time()
             state["train_seconds"] += now - clock
             clock = now
