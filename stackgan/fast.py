@@ -5,7 +5,9 @@ can be merged into the weights and bias of the layer before it, saving one pass 
 activation. The 2x2 phase kernels of the up blocks are derived once instead of in every forward.
 Up blocks whose input is smaller than PHASE_MIN_SIZE keep the literal upsample + 3x3 conv: there
 four tiny 2x2 convolutions cost more than one 3x3 (measured in benchmarks/bench_generation.py).
-The result equals the training-time network up to float rounding. Training keeps BN.
+The copies keep their weights in channels_last memory format (measured 3-6% faster on the CPU,
+benchmarks/bench_generation.py). The result equals the training-time network up to float
+rounding. Training keeps BN.
 """
 
 from __future__ import annotations
@@ -49,4 +51,4 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
                 if isinstance(m[i], (nn.BatchNorm1d, nn.BatchNorm2d)) and isinstance(m[i - 1], (nn.Conv2d, nn.Linear)):
                     fold_into(m[i - 1], m[i])
                     m[i] = nn.Identity()
-    return module
+    return module.to(memory_format=torch.channels_last)

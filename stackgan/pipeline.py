@@ -136,12 +136,16 @@ class StackGANOutput:
 class StackGANPipeline:
     """Caption(s) -> text encoder -> Stage-I G -> Stage-II G, with seeded noise and CA controls."""
 
-    def __init__(self, model: StackGANModel, text_encoder=None, fold_batchnorm: bool = True):
+    def __init__(self, model: StackGANModel, text_encoder=None, fold_batchnorm: bool = True,
+                 compile: bool = False):
         self.model = model.eval()
         self._text_encoder = text_encoder
         # Inference runs on copies with BatchNorm folded into the convolutions (stackgan/fast.py):
         # the same function, one pass less over every activation. Rebuilt when the weights change.
         self.fold_batchnorm = fold_batchnorm
+        # torch.compile of those copies: 15-25% faster per call on the CPU at `cub` widths, but
+        # 10-25 s of compilation on the first call of each batch size, so opt-in.
+        self.compile = compile
         self._folded = (None, None)
         if text_encoder is not None:
             check_encoder(text_encoder, model.config)
@@ -170,16 +174,18 @@ class StackGANPipeline:
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | os.PathLike | None = None, *, text_encoder=None,
-                        device: str | torch.device = "cpu", **hub_kwargs) -> "StackGANPipeline":
+                        device: str | torch.device = "cpu", compile: bool = False,
+                        **hub_kwargs) -> "StackGANPipeline":
         """Load a model folder, a train/ checkpoint folder or a Hub repo id; no argument loads the
-        bundled Shapes model (offline). `hub_kwargs`: revision, cache_dir, token, local_files_only."""
+        bundled Shapes model (offline). `compile`: run the generators through torch.compile.
+        `hub_kwargs`: revision, cache_dir, token, local_files_only."""
         if path_or_repo_id is None:
             if not (BUNDLED_MODEL / "config.json").is_file():
                 raise FileNotFoundError(f"the bundled model is missing from {BUNDLED_MODEL}; pass a model "
                                         "folder or Hub id, or train one with train/train.py (see README)")
             path_or_repo_id = BUNDLED_MODEL
         model = StackGANModel.from_pretrained(path_or_repo_id, **hub_kwargs)
-        return cls(model.to(device), text_encoder=text_encoder)
+        return cls(model.to(device), text_encoder=text_encoder, compile=compile)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write config.json, model.safetensors and a README.md model card."""
@@ -251,9 +257,10 @@ class StackGANPipeline:
         # an optimiser step, .to()) gives a new key.
         key = tuple((t.data_ptr(), t._version) for t in self.model.state_dict().values())
         if self._folded[0] != key:
-            stage2 = self.model.stage2
-            self._folded = (key, (fast.fold_batchnorm(self.model.stage1),
-                                  None if stage2 is None else fast.fold_batchnorm(stage2)))
+            nets = [None if net is None else fast.fold_batchnorm(net) for net in (self.model.stage1, self.model.stage2)]
+            if self.compile:
+                nets = [None if net is None else torch.compile(net) for net in nets]
+            self._folded = (key, tuple(nets))
         return self._folded[1]
 
     @torch.inference_mode()
