@@ -48,9 +48,18 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
         lines += ["", "## Training", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in facts]
         if "command" in training:
             lines += ["", "```bash", str(training["command"]), "```"]
-    if training.get("metrics"):
+    metrics = training.get("metrics")
+    if metrics and all(isinstance(v, dict) for v in metrics.values()):  # {stage: {metric: value}}: one column each
+        stages = list(metrics)
+        names = list(dict.fromkeys(name for stage in stages for name in metrics[stage]))
+        lines += ["", "## Metrics", "", "| metric | " + " | ".join(stages) + " |", "|---|" + "---:|" * len(stages)]
+        lines += [f"| {name} | " + " | ".join(str(flatten({name: metrics[s].get(name, "")})[name]) for s in stages) + " |"
+                  for name in names]
+    elif metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {name} | {value} |" for name, value in flatten(training["metrics"]).items()]
+        lines += [f"| {name} | {value} |" for name, value in flatten(metrics).items()]
+    if training.get("note"):
+        lines += ["", f"> {training['note']}"]
     if training.get("sample_grid"):
         lines += ["", "## Samples", "", f"![samples]({training['sample_grid']})"]
     return "\n".join(lines) + "\n"
