@@ -46,6 +46,7 @@ def main(argv=None) -> Path:
     parser.add_argument("--report", required=True, help="report.json written by train/evaluate.py")
     parser.add_argument("--out", required=True, help="folder to write (replaced if it holds a model)")
     parser.add_argument("--note", default=None, help="a sentence for the card (e.g. what is still missing)")
+    parser.add_argument("--repo_id", default=None, help="the Hub id the card's example loads (default: a placeholder path)")
     args = parser.parse_args(argv)
 
     report_path = Path(args.report)
@@ -53,6 +54,11 @@ def main(argv=None) -> Path:
     pipe = StackGANPipeline.from_pretrained(args.model)
     info = pipe.model.training_info
     info["metrics"] = metric_table(report)
+    if args.repo_id:
+        info["repo_id"] = args.repo_id
+    dataset_info = Path(report.get("data_dir", "")) / "dataset_info.json"
+    if report.get("data_dir") and dataset_info.is_file():  # Shapes: the seed the data was generated with
+        info["data_seed"] = json.loads(dataset_info.read_text()).get("seed")
     info["evaluation"] = {"file": "evaluation.json", "split": report.get("split"), "counts": report.get("counts")}
     last_stage = "stage2" if "stage2" in report["stages"] else "stage1"
     grid = report_path.parent / f"samples_{last_stage}.png"
