@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,12 +179,19 @@ def test_push_to_hub_uploads_the_model_not_the_checkpoints(shapes, tmp_path, cap
     assert token not in written and token not in capsys.readouterr().out
 
 
+def free_port() -> int:
+    """A port nothing listens on now (a fixed one fails when another run still holds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_processes(shapes, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "--main_process_port", "29571", str(TRAIN), *flags(shapes, out, "--max_train_steps", 2)]
+              "--main_process_port", str(free_port()), str(TRAIN), *flags(shapes, out, "--max_train_steps", 2)]
     result = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Total train batch size (w. parallel & accumulation) = 8" in result.stdout

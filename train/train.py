@@ -216,7 +216,7 @@ def check_args(args) -> None:
     output = Path(args.output_dir)
     try:
         output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".write-test"
+        probe = output / f".write-test-{os.getpid()}"  # per process: ranks probe at once
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
