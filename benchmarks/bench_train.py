@@ -32,9 +32,9 @@ train = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train)
 
 
-def adam(params, config, kind: str):
+def adam(params, lr: float, config, kind: str):
     options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[kind]
-    return torch.optim.Adam(params, lr=config.g_learning_rate, betas=config.adam_betas, **options)
+    return torch.optim.Adam(params, lr=lr, betas=config.adam_betas, **options)
 
 
 def bench(accelerator, preset: str, stage: int, batch: int, runs: int, warmup: int, text_dim: int,
@@ -46,7 +46,8 @@ def bench(accelerator, preset: str, stage: int, batch: int, runs: int, warmup: i
     discriminator = (Stage1Discriminator if stage == 1 else Stage2Discriminator)(config)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     generator, discriminator = generator.to(memory_format=memory_format), discriminator.to(memory_format=memory_format)
-    opt_g, opt_d = adam(generator.parameters(), config, adam_kind), adam(discriminator.parameters(), config, adam_kind)
+    opt_g = adam(generator.parameters(), config.g_learning_rate, config, adam_kind)
+    opt_d = adam(discriminator.parameters(), config.d_learning_rate, config, adam_kind)
     d_step = train.DiscriminatorStep(discriminator, config)
     generator, d_step, opt_g, opt_d = accelerator.prepare(generator, d_step, opt_g, opt_d)
     size = config.stage1_size if stage == 1 else config.stage2_size

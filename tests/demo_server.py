@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +112,13 @@ def start_app(model_folder: Path, log: Path, timeout: float = 120.0, extra_args:
             time.sleep(0.2)
     process.kill()
     raise TimeoutError(f"app.py did not serve {url} within {timeout} s:\n{log.read_text()}")
+
+
+@contextmanager
+def tiny_model_app(folder: Path):
+    """app.py serving a fresh random "tiny" model saved under `folder`; stopped on exit."""
+    app = start_app(save_tiny_model(folder / "model"), folder / "app.log")
+    try:
+        yield app
+    finally:
+        app.stop()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo_server import BLOCKED, free_port, save_tiny_model, start_app
+from demo_server import BLOCKED, free_port, save_tiny_model, tiny_model_app
 
 gradio_client = pytest.importorskip("gradio_client")
 # Gradio's own queue statistics use pandas options that pandas 3 deprecates; not ours to fix.
@@ -18,10 +18,8 @@ CAPTION = "a large red star on a white background"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo_api")
-    app = start_app(save_tiny_model(folder / "model"), folder / "app.log")
-    yield app
-    app.stop()
+    with tiny_model_app(tmp_path_factory.mktemp("demo_api")) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")

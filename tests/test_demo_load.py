@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from demo_server import BLOCKED, save_tiny_model, start_app
+from demo_server import BLOCKED, save_tiny_model, tiny_model_app
 
 gradio_client = pytest.importorskip("gradio_client")
 # Gradio's own queue statistics use pandas options that pandas 3 deprecates; not ours to fix.
@@ -23,10 +23,8 @@ CAPTIONS = [f"a {size} {color} {shape} on a white background"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo_load")
-    app = start_app(save_tiny_model(folder / "model"), folder / "app.log")
-    yield app
-    app.stop()
+    with tiny_model_app(tmp_path_factory.mktemp("demo_load")) as app:
+        yield app
 
 
 def generate(client, index):

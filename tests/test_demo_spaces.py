@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from demo_server import BLOCKED, NETWORK_GUARD, ROOT, app_env

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from safetensors.torch import load_file
 
 from stackgan import StackGANPipeline
 from stackgan.data.shapes import generate
+
+from demo_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "train" / "train.py"
@@ -177,13 +178,6 @@ def test_push_to_hub_uploads_the_model_not_the_checkpoints(shapes, tmp_path, cap
     written = "".join(p.read_text(errors="ignore") for p in (tmp_path / "push").rglob("*") if p.is_file()
                       and p.suffix in (".json", ".jsonl", ".md"))
     assert token not in written and token not in capsys.readouterr().out
-
-
-def free_port() -> int:
-    """A port nothing listens on now (a fixed one fails when another run still holds it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_two_processes(shapes, tmp_path):

@@ -59,7 +59,6 @@ def main(argv=None) -> Path:
     dataset_info = Path(report.get("data_dir", "")) / "dataset_info.json"
     if report.get("data_dir") and dataset_info.is_file():  # Shapes: the seed the data was generated with
         info["data_seed"] = json.loads(dataset_info.read_text()).get("seed")
-    info["evaluation"] = {"file": "evaluation.json", "split": report.get("split"), "counts": report.get("counts")}
     last_stage = "stage2" if "stage2" in report["stages"] else "stage1"
     grid = report_path.parent / f"samples_{last_stage}.png"
     if grid.is_file():

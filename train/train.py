@@ -36,6 +36,7 @@ from accelerate.utils import ProjectConfiguration
 
 from stackgan import (ExponentialMovingAverage, StackGANConfig, StackGANModel, StackGANPipeline,
                       Stage1Discriminator, Stage2Discriminator)
+from stackgan.config import CHOICES
 from stackgan.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from stackgan.data import build_dataset
 from stackgan.hub import upload_model_folder
@@ -86,15 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", type=int, default=None)
     for name in ("kl_weight", "gp_weight", "mode_seeking_weight", "ema_decay"):
         p.add_argument(f"--{name}", type=float, default=None)
-    p.add_argument("--upsample", choices=("nearest", "pixelshuffle"), default=None)
-    p.add_argument("--ca_activation", choices=("relu_logvar", "leaky_logsigma"), default=None)
-    p.add_argument("--d_text_input", choices=("generator_mu", "projection"), default=None)
-    p.add_argument("--d_matching", choices=("concat", "inner_product"), default=None)
-    p.add_argument("--wrong_image", choices=("in_batch_shift", "other_class"), default=None)
-    p.add_argument("--gan_loss", choices=("bce", "hinge"), default=None)
-    p.add_argument("--generator_loss", choices=("non_saturating", "saturating"), default=None)
-    p.add_argument("--d_norm", choices=("batch", "spectral"), default=None)
-    p.add_argument("--gradient_penalty", choices=("none", "r1", "ma_gp"), default=None)
+    for name, allowed in CHOICES.items():  # the string options, with the values the config accepts
+        p.add_argument(f"--{name}", choices=allowed, default=None)
     p.add_argument("--stage2_uncond_head", type=_bool, default=None)
     p.add_argument("--use_ema", action="store_true", default=None)
     # Checkpoints, validation, logging
