@@ -41,13 +41,19 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     ]
     for key in ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "df_dim", "r_num", "upsample",
                 "ca_activation", "d_text_input", "d_matching", "kl_weight", "gan_loss", "d_norm", "gradient_penalty",
-                "mode_seeking_weight", "use_ema", "ema_decay", "batch_size", "g_learning_rate", "d_learning_rate"):
+                "mode_seeking_weight", "contrastive_weight", "stage2_image_skip", "use_ema", "ema_decay", "batch_size", "g_learning_rate", "d_learning_rate"):
         lines.append(f"| {key} | {getattr(config, key)} |")
     facts = [(k, training[k]) for k in ("dataset", "data_seed", "steps", "wall_time") if k in training]
     if facts or "command" in training:
         lines += ["", "## Training", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in facts]
         if "command" in training:
             lines += ["", "```bash", str(training["command"]), "```"]
+    stage1 = training.get("stage1")
+    if stage1:
+        lines += ["", "Stage-I was trained first and is frozen in this model:", ""]
+        lines += [f"- {k.replace('_', ' ')}: {stage1[k]}" for k in ("steps", "wall_time") if k in stage1]
+        if "command" in stage1:
+            lines += ["", "```bash", str(stage1["command"]), "```"]
     metrics = training.get("metrics")
     if metrics and all(isinstance(v, dict) for v in metrics.values()):  # {stage: {metric: value}}: one column each
         stages = list(metrics)

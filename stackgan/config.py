@@ -61,6 +61,10 @@ class StackGANConfig:
     d_text_input: str = "generator_mu"
     d_matching: str = "concat"
     stage2_uncond_head: bool = True
+    # Stage-II draws a correction on top of the bilinearly upsampled Stage-I image (added before
+    # the tanh, in atanh space) instead of the whole image: it starts as an upsampler, so it keeps
+    # Stage-I's colours and layout from step 0 and only has to learn the detail. Off = the paper.
+    stage2_image_skip: bool = False
     wrong_image: str = "in_batch_shift"
     captions_per_step: int = 1
     # Losses (paper: G = adversarial + 2.0 KL)
@@ -72,6 +76,10 @@ class StackGANConfig:
     gradient_penalty: str = "none"
     gp_weight: float | None = None  # None: the method's own default (R1: 10, MA-GP: 2)
     mode_seeking_weight: float = 0.0
+    # Image-sentence contrastive loss on D's features (XMC-GAN, Zhang et al. CVPR 2021): D learns
+    # to pick each real image's caption out of the batch, G to make its images pick theirs.
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.1
     use_ema: bool = False
     ema_decay: float = 0.999
     # Optimiser (paper: Adam 2e-4, betas (0.5, 0.999), batch 64)
@@ -98,6 +106,9 @@ class StackGANConfig:
         if self.stage1_size != 64 or self.stage2_size != 256:
             raise ValueError("StackGAN's networks are built for 64 px (Stage-I) and 256 px (Stage-II); "
                              f"got stage1_size={self.stage1_size}, stage2_size={self.stage2_size}")
+        if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
+            raise ValueError("StackGANConfig.contrastive_weight must be >= 0 and contrastive_temperature > 0, got "
+                             f"{self.contrastive_weight!r}, {self.contrastive_temperature!r}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"StackGANConfig.ema_decay must be in (0, 1), got {self.ema_decay}")
 

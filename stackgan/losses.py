@@ -100,6 +100,11 @@ def mode_seeking_loss(images_1: torch.Tensor, images_2: torch.Tensor, z_1: torch
     return 1.0 / (ratio + eps)
 
 
+def contrastive_loss(similarity: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Image-to-text InfoNCE (XMC-GAN): row i of the (B, B) similarities should peak at column i."""
+    return F.cross_entropy(similarity / temperature, torch.arange(len(similarity), device=similarity.device))
+
+
 # The objectives as one training step uses them (after StyleGAN2-ADA's loss.py): the config picks
 # the loss kind and the stabilisers, so train/train.py stays a plain D step / G step loop.
 
@@ -127,9 +132,15 @@ def discriminator_objective(config, discriminator, real: torch.Tensor, fake: tor
     loss = discriminator_loss(real_logits, wrong_logits, fake_logits,
                               discriminator.unconditional_logits(real_features),
                               discriminator.unconditional_logits(fake_features), config.gan_loss)
+    if config.contrastive_weight > 0:
+        stats_contrastive = contrastive_loss(discriminator.similarity(real_features, condition),
+                                             config.contrastive_temperature)
+        loss = loss + config.contrastive_weight * stats_contrastive
     stats = {"d_real": torch.sigmoid(real_logits).mean().detach(),
              "d_wrong": torch.sigmoid(wrong_logits).mean().detach(),
              "d_fake": torch.sigmoid(fake_logits).mean().detach()}
+    if config.contrastive_weight > 0:
+        stats["d_contrastive"] = stats_contrastive
     if penalty == "r1":
         stats["r1"] = r1_penalty(real_logits, real)
         loss = loss + config.gradient_penalty_weight / 2 * stats["r1"]
@@ -153,6 +164,10 @@ def generator_objective(config, discriminator, fake: torch.Tensor, embedding: to
                           discriminator.unconditional_logits(features), config.gan_loss,
                           config.generator_loss == "saturating", config.kl_weight)
     stats = {"kl": kl_divergence(mu, logvar).detach()}
+    if config.contrastive_weight > 0:
+        stats["g_contrastive"] = contrastive_loss(discriminator.similarity(features, condition),
+                                                  config.contrastive_temperature)
+        loss = loss + config.contrastive_weight * stats["g_contrastive"]
     if config.mode_seeking_weight > 0:
         if fake_2 is None or z is None or z_2 is None:
             raise ValueError("mode_seeking_weight > 0 needs fake_2, z and z_2 (two images per condition)")

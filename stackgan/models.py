@@ -202,6 +202,8 @@ class Stage2Generator(nn.Module):
         self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config.upsample))
         self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
         init_weights(self)
+        if config.stage2_image_skip:
+            nn.init.zeros_(self.to_image[0].weight)  # at init: exactly the upsampled Stage-I image
 
     def forward(self, stage1_image: torch.Tensor, embedding: torch.Tensor, eps: torch.Tensor | None = None):
         """Returns (256x256 image in [-1, 1], mu, logvar)."""
@@ -210,7 +212,11 @@ class Stage2Generator(nn.Module):
         c = c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, c], dim=1)))             # (B, 4 gf, 16, 16)
         h = self.up(h)                                                      # (B, gf/4, 256, 256)
-        return self.to_image(h), mu, logvar
+        if not self.config.stage2_image_skip:
+            return self.to_image(h), mu, logvar
+        base = F.interpolate(stage1_image, size=h.shape[-2:], mode="bilinear", align_corners=False)
+        conv, tanh = self.to_image
+        return tanh(conv(h) + torch.atanh(base.clamp(-0.999, 0.999))), mu, logvar
 
 
 def up_blocks(channels: int, count: int, upsample: str) -> list[UpBlock]:
@@ -243,6 +249,10 @@ class Discriminator(nn.Module):
             self.realness = nn.Linear(ndf * 8, 1)
             self.text_embedding = nn.Linear(nef, ndf * 8, bias=False)
         self.uncond_head = nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4) if uncond_head else None
+        self.contrastive_image = self.contrastive_text = None
+        if config.contrastive_weight > 0:  # both sides into one joint space of nef dimensions
+            self.contrastive_image = nn.Linear(ndf * 8, nef)
+            self.contrastive_text = nn.Linear(nef, nef)
         init_weights(self)
         if norm == "spectral":
             apply_spectral_norm(self)
@@ -262,6 +272,12 @@ class Discriminator(nn.Module):
             return self.realness(pooled).view(-1) + (self.text_embedding(condition) * pooled).sum(dim=1)
         c = condition[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])
         return self.cond_head(torch.cat([features, c], dim=1)).view(-1)
+
+    def similarity(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """(B, B) cosine similarities of every image (rows) with every condition (columns)."""
+        image = F.normalize(self.contrastive_image(features.sum(dim=(2, 3))), dim=1)
+        text = F.normalize(self.contrastive_text(condition), dim=1)
+        return image @ text.t()
 
     def unconditional_logits(self, features: torch.Tensor) -> torch.Tensor | None:
         return None if self.uncond_head is None else self.uncond_head(features).view(-1)

@@ -139,6 +139,37 @@ def test_projection_discriminator_scores_text_by_inner_product(tiny):
                               d.logits(features, c) - d.logits(features, zero), atol=1e-4)
 
 
+def test_stage2_image_skip_starts_as_the_upsampled_stage1_image_and_learns():
+    torch.manual_seed(0)
+    config = StackGANConfig.from_preset("tiny", stage2_image_skip=True)
+    g = Stage2Generator(config).eval()
+    stage1 = torch.rand(2, 3, 64, 64) * 1.8 - 0.9
+    e = torch.randn(2, config.text_dim)
+    image, _, _ = g(stage1, e)
+    upsampled = nn.functional.interpolate(stage1, size=256, mode="bilinear", align_corners=False)
+    assert torch.allclose(image, upsampled, atol=1e-5)
+    image.sum().backward()
+    assert g.to_image[0].weight.grad.abs().sum() > 0  # the correction is trained
+    plain, _, _ = Stage2Generator(StackGANConfig.from_preset("tiny")).eval()(stage1, e)
+    assert not torch.allclose(plain, upsampled, atol=0.1)
+
+
+def test_contrastive_head_scores_every_image_against_every_caption(tiny):
+    torch.manual_seed(0)
+    from stackgan.losses import contrastive_loss
+    config = StackGANConfig.from_preset("tiny", contrastive_weight=1.0)
+    d = Stage1Discriminator(config).eval()
+    assert not hasattr(Stage1Discriminator(tiny), "contrastive_image") or Stage1Discriminator(tiny).contrastive_image is None
+    features, c = d.encode(torch.randn(4, 3, 64, 64)), torch.randn(4, tiny.condition_dim)
+    similarity = d.similarity(features, c)
+    assert similarity.shape == (4, 4) and similarity.abs().max() <= 1 + 1e-6
+    # a perfect match (diagonal 1, rest -1) gives a near-zero loss; a uniform one log(B)
+    assert contrastive_loss(2 * torch.eye(4) - 1, 0.1) < 1e-3
+    assert abs(contrastive_loss(torch.zeros(4, 4), 0.1) - torch.log(torch.tensor(4.0))) < 1e-6
+    with pytest.raises(ValueError, match="contrastive_weight"):
+        StackGANConfig.from_preset("tiny", contrastive_weight=-1)
+
+
 def test_spectral_norm_discriminator(tiny):
     torch.manual_seed(0)
     sn = Stage2Discriminator(StackGANConfig.from_preset("tiny", d_norm="spectral"))

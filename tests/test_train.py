@@ -73,6 +73,10 @@ def test_stage1_then_stage2(shapes, tmp_path):
         assert torch.equal(value, pipe2.model.stage1.state_dict()[key]), key
     out = pipe2("a large red star", num_images_per_prompt=2, seed=0)
     assert out.stage2[0][1].size == (256, 256)
+    # the card records both runs: Stage-II's command and the frozen Stage-I's
+    assert pipe2.model.training_info["stage1"]["steps"] == 3
+    card2 = (s2 / "README.md").read_text()
+    assert "Stage-I was trained first" in card2 and card2.count("train.py") >= 2
     # any checkpoint folder loads as a pipeline
     assert StackGANPipeline.from_pretrained(s2 / "checkpoint-2").model.stages == 2
 
@@ -112,6 +116,19 @@ def test_nan_loss_stops_with_the_step_and_no_bad_checkpoint(shapes, tmp_path):
         for file in checkpoint.glob("*.safetensors"):
             assert all(torch.isfinite(t).all() for t in load_file(str(file)).values()), file
     assert not (tmp_path / "nan" / "model.safetensors").exists()
+
+
+def test_time_box_stops_with_a_checkpoint_and_the_model(shapes, tmp_path):
+    out = tmp_path / "boxed"
+    train.main(train.parse_args(flags(shapes, out, "--max_train_steps", 100_000, "--checkpointing_steps", 100_000,
+                                      "--max_train_minutes", 0.002, "--contrastive_weight", 1.0)))
+    steps = json.loads((out / "config.json").read_text())["training"]["steps"]
+    assert 1 <= steps < 100_000
+    assert (out / f"checkpoint-{steps}" / "generator.safetensors").is_file()
+    records = [json.loads(line) for line in (out / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["d_contrastive"] > 0 and r["g_contrastive"] > 0 for r in records if "d_contrastive" in r)
+    with pytest.raises(ValueError, match="--max_train_minutes must be > 0"):
+        train.main(train.parse_args(flags(shapes, out, "--max_train_minutes", 0)))
 
 
 def test_bad_inputs_fail_before_training(shapes, tmp_path):

@@ -48,9 +48,9 @@ from stackgan.tracking import JSONLTracker
 
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value).
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "upsample", "ca_activation",
-                "d_text_input", "d_matching", "stage2_uncond_head", "wrong_image", "captions_per_step", "kl_weight",
+                "d_text_input", "d_matching", "stage2_uncond_head", "stage2_image_skip", "wrong_image", "captions_per_step", "kl_weight",
                 "gan_loss", "generator_loss", "d_norm", "gradient_penalty", "gp_weight",
-                "mode_seeking_weight", "use_ema", "ema_decay")
+                "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "use_ema", "ema_decay")
 # What the Stage-II model must share with the Stage-I model it is chained to.
 GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation")
 DEFAULT_PROMPTS = {"shapes": ["a large red star on a white background", "a small blue circle at the top left",
@@ -73,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
     p.add_argument("--max_train_steps", type=int, default=None, help="optimizer steps; overrides --num_train_epochs")
     p.add_argument("--num_train_epochs", type=int, default=100)
+    p.add_argument("--max_train_minutes", type=float, default=None,
+                   help="stop after this many minutes of this invocation, with a checkpoint and the model")
     p.add_argument("--learning_rate", type=float, default=None, help="G and D (paper: 2e-4)")
     p.add_argument("--g_learning_rate", type=float, default=None)
     p.add_argument("--d_learning_rate", type=float, default=None)
@@ -85,11 +87,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Model options and stabilisers (see README): default to the preset's values
     for name in ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "captions_per_step"):
         p.add_argument(f"--{name}", type=int, default=None)
-    for name in ("kl_weight", "gp_weight", "mode_seeking_weight", "ema_decay"):
+    for name in ("kl_weight", "gp_weight", "mode_seeking_weight", "contrastive_weight",
+                 "contrastive_temperature", "ema_decay"):
         p.add_argument(f"--{name}", type=float, default=None)
     for name, allowed in CHOICES.items():  # the string options, with the values the config accepts
         p.add_argument(f"--{name}", choices=allowed, default=None)
     p.add_argument("--stage2_uncond_head", type=_bool, default=None)
+    p.add_argument("--stage2_image_skip", type=_bool, default=None)
     p.add_argument("--use_ema", action="store_true", default=None)
     # Checkpoints, validation, logging
     p.add_argument("--checkpointing_steps", type=int, default=500)
@@ -199,6 +203,8 @@ def check_args(args) -> None:
     if args.report_to and "wandb" in args.report_to.replace("all", "wandb") and args.hub_token:
         raise ValueError("--report_to wandb with --hub_token would send the token to wandb's config; "
                          "log in with `hf auth login` instead of passing --hub_token")
+    if args.max_train_minutes is not None and not args.max_train_minutes > 0:
+        raise ValueError(f"--max_train_minutes must be > 0, got {args.max_train_minutes}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
     if args.stage == 2 and not args.stage1_model:
@@ -231,6 +237,12 @@ def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackG
     return [tuple(torch.randn(batch, d, generator=generator) for d in (config.z_dim, config.condition_dim,
                                                                           config.condition_dim))
             for _ in range(draws)]
+
+
+def out_of_time(accelerator, deadline: float) -> bool:
+    """Whether any process has passed `deadline`; all processes agree, so all stop at one step."""
+    late = torch.tensor(float(time.time() >= deadline), device=accelerator.device)
+    return bool(accelerator.reduce(late, reduction="sum") > 0) if accelerator.num_processes > 1 else bool(late)
 
 
 def redacted_command(argv: list[str]) -> str:
@@ -378,6 +390,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                   "steps": state["step"], "stage": args.stage,
                                   "wall_time": f"{state['train_seconds'] / 60:.1f} min",
                                   "command": redacted_command(args.command_line)}
+        if stage1_model is not None:  # the frozen Stage-I's own record, so the card shows both runs
+            exported.training_info["stage1"] = {k: v for k, v in stage1_model.training_info.items()
+                                                if k in ("dataset", "seed", "steps", "wall_time", "command")}
         return exported
 
     def validate() -> Path:
@@ -421,6 +436,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     progress = tqdm(total=max_steps, initial=state["step"], disable=not main_process, desc=f"Stage-{args.stage}")
     draws = 2 if config.mode_seeking_weight > 0 else 1
     clock = time.time()
+    deadline = clock + 60 * args.max_train_minutes if args.max_train_minutes else None
     logs = {}
     while state["step"] < max_steps:
         epoch = state["epoch"]
@@ -451,6 +467,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
             state["train_seconds"] += now - clock
             clock = now
             progress.update(1)
+            if deadline is not None and out_of_time(accelerator, deadline):
+                max_steps = state["step"]  # the checks below then save, validate and stop here
             if state["step"] % args.logging_steps == 0 or state["step"] == max_steps:
                 stats = {**d_stats, **g_stats}
                 values = accelerator.reduce(torch.stack([stats[k].float() for k in sorted(stats)]), reduction="mean")
