@@ -56,8 +56,12 @@ class StackGANConfig:
     stage1_size: int = 64
     stage2_size: int = 256
     upsample: str = "nearest"
+    # pixelshuffle only: ICNR init (no checkerboard at init) or plain N(0, 0.02), for comparison
+    icnr: bool = True
     # TensorFlow-vs-Pytorch differences (DESIGN.md §4)
     ca_activation: str = "relu_logvar"
+    # False: the CA ablation (paper Fig. 7): c = mu(phi_t), no sampling and no KL term.
+    conditioning_augmentation: bool = True
     d_text_input: str = "generator_mu"
     d_matching: str = "concat"
     stage2_uncond_head: bool = True

@@ -162,7 +162,8 @@ def generator_objective(config, discriminator, fake: torch.Tensor, embedding: to
     features = discriminator.encode(fake)
     loss = generator_loss(discriminator.logits(features, condition), mu, logvar,
                           discriminator.unconditional_logits(features), config.gan_loss,
-                          config.generator_loss == "saturating", config.kl_weight)
+                          config.generator_loss == "saturating",
+                          config.kl_weight if config.conditioning_augmentation else 0.0)
     stats = {"kl": kl_divergence(mu, logvar).detach()}
     if config.contrastive_weight > 0:
         stats["g_contrastive"] = contrastive_loss(discriminator.similarity(features, condition),

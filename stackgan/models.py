@@ -137,9 +137,10 @@ class ConditioningAugmentation(nn.Module):
     Always returns (c, mu, logvar) so one KL function serves both.
     """
 
-    def __init__(self, text_dim: int, condition_dim: int, activation: str = "relu_logvar"):
+    def __init__(self, text_dim: int, condition_dim: int, activation: str = "relu_logvar", sample: bool = True):
         super().__init__()
         self.text_dim, self.condition_dim, self.activation = text_dim, condition_dim, activation
+        self.sample = sample  # False: c = mu, the ablation without augmentation
         self.fc = nn.Linear(text_dim, condition_dim * 2)
 
     def forward(self, embedding: torch.Tensor, eps: torch.Tensor | None = None):
@@ -151,6 +152,8 @@ class ConditioningAugmentation(nn.Module):
         else:
             mu, log_sigma = F.leaky_relu(self.fc(embedding), 0.2).chunk(2, dim=1)
             logvar = 2 * log_sigma
+        if not self.sample:
+            return mu, mu, logvar
         if eps is None:
             eps = torch.randn_like(mu)
         c = mu + torch.exp(0.5 * logvar) * eps
@@ -164,13 +167,14 @@ class Stage1Generator(nn.Module):
         super().__init__()
         self.config = config
         ngf = config.gf_dim * 8
-        self.ca = ConditioningAugmentation(config.text_dim, config.condition_dim, config.ca_activation)
+        self.ca = ConditioningAugmentation(config.text_dim, config.condition_dim, config.ca_activation,
+                                           config.conditioning_augmentation)
         self.fc = nn.Sequential(
             nn.Linear(config.z_dim + config.condition_dim, ngf * 4 * 4, bias=False),
             nn.BatchNorm1d(ngf * 4 * 4), nn.ReLU(True))
         self.up = nn.Sequential(*up_blocks(ngf, 4, config.upsample))
         self.to_image = nn.Sequential(conv3x3(ngf // 16, 3), nn.Tanh())
-        init_weights(self)
+        init_weights(self, config.icnr)
 
     def forward(self, embedding: torch.Tensor, z: torch.Tensor, eps: torch.Tensor | None = None):
         """Returns (64x64 image in [-1, 1], mu, logvar)."""
@@ -191,7 +195,8 @@ class Stage2Generator(nn.Module):
         super().__init__()
         self.config = config
         ngf = config.gf_dim
-        self.ca = ConditioningAugmentation(config.text_dim, config.condition_dim, config.ca_activation)
+        self.ca = ConditioningAugmentation(config.text_dim, config.condition_dim, config.ca_activation,
+                                           config.conditioning_augmentation)
         self.encoder = nn.Sequential(
             conv3x3(3, ngf), nn.ReLU(True),
             nn.Conv2d(ngf, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
@@ -201,7 +206,7 @@ class Stage2Generator(nn.Module):
         self.residual = nn.Sequential(*[ResidualBlock(ngf * 4) for _ in range(config.r_num)])
         self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config.upsample))
         self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
-        init_weights(self)
+        init_weights(self, config.icnr)
         if config.stage2_image_skip:
             nn.init.zeros_(self.to_image[0].weight)  # at init: exactly the upsampled Stage-I image
 
@@ -325,8 +330,9 @@ class Stage2Discriminator(Discriminator):
 
 
 @torch.no_grad()
-def init_weights(module: nn.Module) -> None:
-    """DCGAN / StackGAN init: conv and linear N(0, 0.02), BN gamma N(1, 0.02), biases 0."""
+def init_weights(module: nn.Module, icnr: bool = True) -> None:
+    """DCGAN / StackGAN init: conv and linear N(0, 0.02), BN gamma N(1, 0.02), biases 0; ICNR for
+    pixelshuffle blocks unless `icnr` is False."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             m.weight.normal_(0.0, 0.02)
@@ -336,7 +342,7 @@ def init_weights(module: nn.Module) -> None:
             m.weight.normal_(1.0, 0.02)
             m.bias.zero_()
     for m in module.modules():
-        if isinstance(m, UpBlock) and m.upsample == "pixelshuffle":
+        if icnr and isinstance(m, UpBlock) and m.upsample == "pixelshuffle":
             m.icnr_()
 
 

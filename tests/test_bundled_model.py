@@ -19,8 +19,10 @@ from stackgan.metrics.shapes_oracle import attribute_accuracy, load_shapes_oracl
 
 BUNDLE = Path(__file__).resolve().parent.parent / "demo" / "pretrained" / "shapes"
 NUM_CAPTIONS = 40
-# attribute -> lowest accepted accuracy over the 40 images
-FLOORS = {"color": 0.35, "background": 0.40, "shape": 0.25}
+# stage -> attribute -> lowest accepted accuracy over the 40 images (measured: Stage-I colour 0.80,
+# background 0.925, size 0.725, shape 0.425; Stage-II 0.675, 0.90, 0.675, 0.30)
+FLOORS = {"stage1": {"color": 0.65, "background": 0.75, "size": 0.55, "shape": 0.30},
+          "stage2": {"color": 0.50, "background": 0.75, "size": 0.50, "shape": 0.20}}
 
 
 def caption_of_test_example(index: int) -> str:
@@ -35,18 +37,22 @@ def accuracy():
     pipe = StackGANPipeline.from_pretrained()
     captions = [caption_of_test_example(i) for i in range(NUM_CAPTIONS)]
     out = pipe(captions, seed=0)
-    images = [row[0] for row in (out.stage2 or out.stage1)]
-    return attribute_accuracy(load_shapes_oracle(), images, captions)
+    oracle = load_shapes_oracle()
+    return {stage: attribute_accuracy(oracle, [row[0] for row in rows], captions)
+            for stage, rows in (("stage1", out.stage1), ("stage2", out.stage2)) if rows}
 
 
 def test_bundled_model_draws_the_named_attributes(accuracy):
-    for key, floor in FLOORS.items():
-        assert accuracy[key]["count"] == NUM_CAPTIONS
-        assert accuracy[key]["accuracy"] >= floor, f"{key}: {accuracy[key]['accuracy']:.3f} < {floor}"
+    assert set(accuracy) == {"stage1", "stage2"}  # the demo shows both stages
+    for stage, floors in FLOORS.items():
+        for key, floor in floors.items():
+            measured = accuracy[stage][key]
+            assert measured["count"] == NUM_CAPTIONS
+            assert measured["accuracy"] >= floor, f"{stage} {key}: {measured['accuracy']:.3f} < {floor}"
 
 
 def test_bundled_model_ships_its_evaluation():
     report = json.loads((BUNDLE / "evaluation.json").read_text())
-    stage = "stage2" if "stage2" in report["stages"] else "stage1"
     assert report["counts"]["test"] >= 1000
-    assert report["stages"][stage]["attribute_accuracy"]["color"]["accuracy"] >= FLOORS["color"]
+    for stage, floors in FLOORS.items():
+        assert report["stages"][stage]["attribute_accuracy"]["color"]["accuracy"] >= floors["color"]

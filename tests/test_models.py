@@ -154,6 +154,34 @@ def test_stage2_image_skip_starts_as_the_upsampled_stage1_image_and_learns():
     assert not torch.allclose(plain, upsampled, atol=0.1)
 
 
+def test_conditioning_augmentation_can_be_switched_off_for_the_ablation(tiny):
+    from stackgan.losses import generator_objective
+    torch.manual_seed(0)
+    config = StackGANConfig.from_preset("tiny", conditioning_augmentation=False)
+    g = Stage1Generator(config).eval()
+    e = torch.randn(3, config.text_dim)
+    c, mu, logvar = g.ca(e, torch.randn(3, config.condition_dim))
+    assert torch.equal(c, mu)
+    a, _, _ = g(e, torch.zeros(3, config.z_dim), torch.randn(3, config.condition_dim))
+    b, _, _ = g(e, torch.zeros(3, config.z_dim), torch.randn(3, config.condition_dim))
+    assert torch.equal(a, b)  # the condition carries no noise
+    d = Stage1Discriminator(config).eval()
+    _, stats = generator_objective(config, d, a, e, mu, logvar)
+    with_ca = StackGANConfig.from_preset("tiny")
+    loss_off, _ = generator_objective(config, d, a, e, mu, logvar)
+    loss_on, _ = generator_objective(with_ca, d, a, e, mu, logvar)
+    assert torch.allclose(loss_on - loss_off, with_ca.kl_weight * stats["kl"])  # no KL term without CA
+
+
+def test_pixelshuffle_without_icnr_starts_with_unrelated_subpixel_kernels():
+    torch.manual_seed(0)
+    plain = Stage1Generator(StackGANConfig.from_preset("tiny", upsample="pixelshuffle", icnr=False))
+    w = plain.up[0].conv.weight.view(-1, 4, *plain.up[0].conv.weight.shape[1:])
+    # none of ICNR's zero taps (see test_fresh_pixelshuffle_network_is_icnr_initialised): plain N(0, 0.02)
+    assert torch.count_nonzero(w[:, 0, :, 2, :]) == w[:, 0, :, 2, :].numel()
+    assert abs(plain.up[0].conv.weight.std().item() - 0.02) < 0.002
+
+
 def test_contrastive_head_scores_every_image_against_every_caption(tiny):
     torch.manual_seed(0)
     from stackgan.losses import contrastive_loss

@@ -47,10 +47,11 @@ from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
 
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value).
-CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "upsample", "ca_activation",
-                "d_text_input", "d_matching", "stage2_uncond_head", "stage2_image_skip", "wrong_image", "captions_per_step", "kl_weight",
-                "gan_loss", "generator_loss", "d_norm", "gradient_penalty", "gp_weight",
-                "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "use_ema", "ema_decay")
+CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "upsample", "icnr", "ca_activation",
+                "conditioning_augmentation", "d_text_input", "d_matching", "stage2_uncond_head", "stage2_image_skip",
+                "wrong_image", "captions_per_step", "kl_weight", "gan_loss", "generator_loss", "d_norm",
+                "gradient_penalty", "gp_weight", "mode_seeking_weight", "contrastive_weight",
+                "contrastive_temperature", "use_ema", "ema_decay")
 # What the Stage-II model must share with the Stage-I model it is chained to.
 GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation")
 DEFAULT_PROMPTS = {"shapes": ["a large red star on a white background", "a small blue circle at the top left",
@@ -94,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", choices=allowed, default=None)
     p.add_argument("--stage2_uncond_head", type=_bool, default=None)
     p.add_argument("--stage2_image_skip", type=_bool, default=None)
+    p.add_argument("--conditioning_augmentation", type=_bool, default=None, help="false: c = mu, no KL (ablation)")
+    p.add_argument("--icnr", type=_bool, default=None, help="ICNR init of pixelshuffle blocks (default true)")
     p.add_argument("--use_ema", action="store_true", default=None)
     # Checkpoints, validation, logging
     p.add_argument("--checkpointing_steps", type=int, default=500)
