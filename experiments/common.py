@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
+from PIL import Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -137,6 +138,18 @@ def write_figure(fig, args, filename: str) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def stack(images: list[Image.Image], horizontal: bool, gap: int = 10) -> Image.Image:
+    """Images side by side (or one above the other), `gap` white pixels apart."""
+    along = [im.width if horizontal else im.height for im in images]
+    across = max(im.height if horizontal else im.width for im in images)
+    total = sum(along) + gap * (len(images) - 1)
+    sheet = Image.new("RGB", (total, across) if horizontal else (across, total), "white")
+    for i, im in enumerate(images):
+        offset = sum(along[:i]) + gap * i
+        sheet.paste(im, (offset, 0) if horizontal else (0, offset))
+    return sheet
 
 
 def smooth(values: list[float], window: int = 5) -> list[float]:
