@@ -60,7 +60,7 @@ class StackGANConfig:
     icnr: bool = True
     # TensorFlow-vs-Pytorch differences (DESIGN.md §4)
     ca_activation: str = "relu_logvar"
-    # False: the CA ablation (paper Fig. 7): c = mu(phi_t), no sampling and no KL term.
+    # False: the paper's CA ablation: c = mu(phi_t), no sampling and no KL term.
     conditioning_augmentation: bool = True
     d_text_input: str = "generator_mu"
     d_matching: str = "concat"
