@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from stackgan.data.shapes import generate
 
@@ -46,4 +47,5 @@ def test_experiment_runs_end_to_end(name, shapes, tmp_path):
         assert math.isfinite(run["oracle_fid"]) and run["diversity_ratio"] >= 0
     assert results["seconds"] > 0 and results["command"].startswith(f"python experiments/{name}.py")
     for figure in figures:
-        assert (tmp_path / "figures" / figure).stat().st_size > 1000, figure
+        width, height = Image.open(tmp_path / "figures" / figure).size
+        assert width >= 128 and height >= 64, figure
