@@ -151,6 +151,15 @@ def test_stage1_model_must_fit_and_resume_must_match(shapes, tmp_path):
     with pytest.raises(ValueError, match="does not fit --preset tiny: gf_dim: Stage-I model has 16, this run 32"):
         train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
                                           "--gf_dim", 32)))
+    # a checkpoint written before an option existed resumes: the option then had its default
+    state_file = s1 / "checkpoint-1" / "state.json"
+    state = json.loads(state_file.read_text())
+    for key in ("contrastive_weight", "icnr", "stage2_image_skip"):
+        del state["config"][key]
+    state_file.write_text(json.dumps(state))
+    resumed = train.main(train.parse_args(flags(shapes, s1, "--max_train_steps", 2, "--resume_from_checkpoint",
+                                                "latest")))
+    assert StackGANPipeline.from_pretrained(resumed).model.training_info["steps"] == 2
     with pytest.raises(ValueError, match=r"different config \(keys \['gan_loss'\]\)"):
         train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 2, "--gan_loss", "hinge",
                                           "--resume_from_checkpoint", "latest")))

@@ -317,8 +317,10 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     config = build_config(args, stage1_model)
     resume = resolve_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     saved = load_checkpoint(resume) if resume else None
-    if saved and saved[2]["config"] != config.to_dict():
-        diff = sorted(k for k, v in config.to_dict().items() if saved[2]["config"].get(k) != v)
+    # A checkpoint from an older version lacks the options added since; it ran with their defaults.
+    stored = StackGANConfig.from_dict(saved[2]["config"]).to_dict() if saved else None
+    if saved and stored != config.to_dict():
+        diff = sorted(k for k, v in config.to_dict().items() if stored.get(k) != v)
         raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
                          "resume with the same --preset and flags, or use a new --output_dir")
     encoder = TextEncoder(config.text_encoder)
