@@ -117,12 +117,12 @@ def losses(run_dir: Path) -> list[dict]:
     return [row for row in map(json.loads, lines) if "d_loss" in row]
 
 
-def save(args, name: str, results: dict, figure=None) -> None:
-    """Write results/<name>.json (with the run time) and the figure(s) given."""
+def save(args, name: str, results: dict) -> None:
+    """Write results/<name>.json with the run time and the command (the runs' loss logs left out)."""
     results["seconds"] = round(time.time() - args.started, 1)
-    results["command"] = "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)
-                                                    if Path(sys.argv[0]).is_absolute() else sys.argv[0]),
-                                               *sys.argv[1:]])
+    results["command"] = " ".join(["python", str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])
+    if "runs" in results:
+        results["runs"] = {k: {m: v for m, v in r.items() if m != "losses"} for k, r in results["runs"].items()}
     (Path(args.results) / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1)[:2000])
 

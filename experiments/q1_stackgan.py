@@ -59,7 +59,7 @@ def main():
     kl.legend(fontsize=8)
     write_figure(fig, args, "q1_ca_ablation.png")
     save(args, "q1_stackgan", {"steps": args.steps, "captions": CAPTIONS,
-                               "runs": {k: {m: v for m, v in r.items() if m != "losses"} for k, r in results.items()},
+                               "runs": results,
                                "final_kl": {k: r["losses"][-1]["kl"] for k, r in results.items()}})
 
 

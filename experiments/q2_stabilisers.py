@@ -115,7 +115,7 @@ def main():
     ratio = [s / n for s, n in zip(grads["saturating"], grads["non_saturating"])]
     save(args, "q2_stabilisers", {
         "steps": args.steps,
-        "runs": {k: {m: v for m, v in r.items() if m != "losses"} for k, r in results.items()},
+        "runs": results,
         "flags": RUNS,
         "gradients": {"steps": len(grads["step"]),
                       "median_saturating_over_non_saturating": float(np.median(ratio)),

@@ -105,7 +105,7 @@ def main():
     write_figure(fig, args, "q3_pixelshuffle.png")
     save(args, "q3_pixelshuffle", {
         "steps": args.steps, "checkerboard_ratio_at_init": at_init, "cost": cost,
-        "runs": {k: {m: v for m, v in r.items() if m != "losses"} for k, r in results.items()}})
+        "runs": results})
 
 
 if __name__ == "__main__":

@@ -132,15 +132,13 @@ def discriminator_objective(config, discriminator, real: torch.Tensor, fake: tor
     loss = discriminator_loss(real_logits, wrong_logits, fake_logits,
                               discriminator.unconditional_logits(real_features),
                               discriminator.unconditional_logits(fake_features), config.gan_loss)
-    if config.contrastive_weight > 0:
-        stats_contrastive = contrastive_loss(discriminator.similarity(real_features, condition),
-                                             config.contrastive_temperature)
-        loss = loss + config.contrastive_weight * stats_contrastive
     stats = {"d_real": torch.sigmoid(real_logits).mean().detach(),
              "d_wrong": torch.sigmoid(wrong_logits).mean().detach(),
              "d_fake": torch.sigmoid(fake_logits).mean().detach()}
     if config.contrastive_weight > 0:
-        stats["d_contrastive"] = stats_contrastive
+        stats["d_contrastive"] = contrastive_loss(discriminator.similarity(real_features, condition),
+                                                  config.contrastive_temperature)
+        loss = loss + config.contrastive_weight * stats["d_contrastive"]
     if penalty == "r1":
         stats["r1"] = r1_penalty(real_logits, real)
         loss = loss + config.gradient_penalty_weight / 2 * stats["r1"]
