@@ -96,7 +96,7 @@ def plot_fid_vs_n(curves, path):
 
 
 def plot_resize(resize, path):
-    # Changes against the first row, so the model's ~800 and the real images' ~75 share an axis.
+    # Changes against the first row, so the model's ~1,000 and the real images' ~75 share an axis.
     names = list(resize)
     bars = (("real_vs_reference", "real test, reference via oracle's resize"),
             ("real_vs_same_processed_reference", "real test, reference processed the same way"),
