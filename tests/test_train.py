@@ -223,3 +223,21 @@ def test_two_independent_processes_trap_is_refused(shapes, tmp_path):
     # WORLD_SIZE says 2 but no process group spans them: the guard must stop the run.
     result = run(*flags(shapes, tmp_path / "trap", "--max_train_steps", 1), env={"WORLD_SIZE": "2"})
     assert result.returncode != 0 and "WORLD_SIZE=2" in result.stderr
+
+
+def test_collapse_warning_names_the_fix_for_each_stage():
+    from stackgan import StackGANConfig
+    stage1 = StackGANConfig.from_preset("shapes")
+    stage2 = StackGANConfig.from_preset("shapes", stage2_image_skip=True)
+    late = train.COLLAPSE_GRACE_STEPS
+
+    message = train.collapse_warning(stage1, 1, late, 0.001)
+    assert "collapsed" in message and "0.0010" in message and f"step {late}" in message
+    assert "lower --kl_weight" in message
+    assert "--kl_weight 0" in train.collapse_warning(stage2, 2, late, 0.002)
+    # healthy KL, too early to tell, or no KL term / no CA: nothing to warn about
+    assert train.collapse_warning(stage1, 1, late, 0.5) is None
+    assert train.collapse_warning(stage1, 1, late - 1, 0.001) is None
+    assert train.collapse_warning(StackGANConfig.from_preset("shapes", kl_weight=0.0), 2, late, 0.001) is None
+    assert train.collapse_warning(StackGANConfig.from_preset("shapes", conditioning_augmentation=False),
+                                  1, late, 0.0) is None

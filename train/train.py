@@ -248,6 +248,31 @@ def out_of_time(accelerator, deadline: float) -> bool:
     return bool(accelerator.reduce(late, reduction="sum") > 0) if accelerator.num_processes > 1 else bool(late)
 
 
+# Below this KL (per dimension, as logged) the CA condition is its prior N(0, I) and carries no text;
+# healthy Stage-I runs log 0.1-0.8.
+COLLAPSED_KL = 0.01
+COLLAPSE_GRACE_STEPS = 200
+
+
+def collapse_warning(config: StackGANConfig, stage: int, step: int, kl: float) -> str | None:
+    """A message when conditioning augmentation has collapsed to its prior, else None.
+
+    The KL term pulls mu to 0 and sigma to 1 from the first step; when nothing pushes back (raw
+    unit-norm text embeddings, or Stage-II's image skip, whose zero-initialised output layer sends
+    no gradient to the CA at first) the condition ends up as pure noise and the generator draws
+    the same thing for every caption, with no error anywhere.
+    """
+    if not config.conditioning_augmentation or config.kl_weight == 0 or step < COLLAPSE_GRACE_STEPS:
+        return None
+    if kl >= COLLAPSED_KL:
+        return None
+    advice = ("train Stage-II with --kl_weight 0 (the KL term only acts in training)"
+              if stage == 2 and config.stage2_image_skip else
+              "lower --kl_weight, and keep the text embeddings standardised (the default)")
+    return (f"warning: KL is {kl:.4f} at step {step}: conditioning augmentation has collapsed to its prior, "
+            f"so the generator no longer sees the caption; {advice}")
+
+
 def redacted_command(argv: list[str]) -> str:
     """The command that ran, for the model card, with the Hub token hidden."""
     words, hide = [], False
@@ -443,6 +468,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     clock = time.time()
     deadline = clock + 60 * args.max_train_minutes if args.max_train_minutes else None
     logs = {}
+    warned_collapse = False
     while state["step"] < max_steps:
         epoch = state["epoch"]
         dataset.set_epoch(epoch)
@@ -481,6 +507,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                 logs["lr"] = opt_g.param_groups[0]["lr"]
                 accelerator.log(logs, step=state["step"])
                 progress.set_postfix({k: logs[k] for k in ("d_loss", "g_loss", "d_real", "d_fake", "kl")})
+                if not warned_collapse and (message := collapse_warning(config, args.stage, state["step"], logs["kl"])):
+                    accelerator.print(message)
+                    warned_collapse = True
             if state["step"] % args.checkpointing_steps == 0 or state["step"] == max_steps:
                 accelerator.wait_for_everyone()
                 if main_process:
