@@ -262,9 +262,8 @@ def collapse_warning(config: StackGANConfig, stage: int, step: int, kl: float) -
     no gradient to the CA at first) the condition ends up as pure noise and the generator draws
     the same thing for every caption, with no error anywhere.
     """
-    if not config.conditioning_augmentation or config.kl_weight == 0 or step < COLLAPSE_GRACE_STEPS:
-        return None
-    if kl >= COLLAPSED_KL:
+    if not config.conditioning_augmentation or config.kl_weight == 0 or step < COLLAPSE_GRACE_STEPS \
+            or kl >= COLLAPSED_KL:
         return None
     advice = ("train Stage-II with --kl_weight 0 (the KL term only acts in training)"
               if stage == 2 and config.stage2_image_skip else
