@@ -234,7 +234,8 @@ class Discriminator(nn.Module):
 
     `encode` maps an image to (B, 8 df, 4, 4) features; `logits` joins them with the condition
     replicated to 4x4 (conv3x3 -> BN -> LeakyReLU -> 4x4 conv), or with d_matching="inner_product"
-    scores them as a projection discriminator; `uncond_logits` is StackGAN-Pytorch's
+    scores them as a projection discriminator on the pooled features ("spatial_inner_product": on
+    all 4x4 cells, each with its own weights); `uncond_logits` is StackGAN-Pytorch's
     extra image-only head of Stage-II. `condition` picks what text D sees (config.d_text_input).
     """
 
@@ -250,17 +251,29 @@ class Discriminator(nn.Module):
             self.cond_head = nn.Sequential(
                 *conv_norm_act(conv3x3(ndf * 8 + nef, ndf * 8), norm),
                 nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4))
-        else:  # inner_product: a realness score plus how well the pooled features fit the text
-            self.realness = nn.Linear(ndf * 8, 1)
-            self.text_embedding = nn.Linear(nef, ndf * 8, bias=False)
+        else:  # a realness score plus how well the (pooled) features fit the text
+            self.realness = nn.Linear(self.head_dim, 1)
+            self.text_embedding = nn.Linear(nef, self.head_dim, bias=False)
         self.uncond_head = nn.Conv2d(ndf * 8, 1, kernel_size=4, stride=4) if uncond_head else None
         self.contrastive_image = self.contrastive_text = None
         if config.contrastive_weight > 0:  # both sides into one joint space of nef dimensions
-            self.contrastive_image = nn.Linear(ndf * 8, nef)
+            self.contrastive_image = nn.Linear(self.head_dim, nef)
             self.contrastive_text = nn.Linear(nef, nef)
         init_weights(self)
         if norm == "spectral":
             apply_spectral_norm(self)
+
+    @property
+    def head_dim(self) -> int:
+        """Size of the image vector the inner-product head and the contrastive loss read."""
+        cells = 4 * 4 if self.config.d_matching == "spatial_inner_product" else 1
+        return self.config.df_dim * 8 * cells
+
+    def pool(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, 8 df, 4, 4) -> the image vector: summed over the cells, or all of them in place."""
+        if self.config.d_matching == "spatial_inner_product":
+            return features.flatten(1)
+        return features.sum(dim=(2, 3))
 
     def condition(self, embedding: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """The text condition D sees: G's detached mu, or D's own projection of the embedding."""
@@ -272,15 +285,15 @@ class Discriminator(nn.Module):
         return self.encoder(image)  # (B, 8 df, 4, 4)
 
     def logits(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        if self.config.d_matching == "inner_product":
-            pooled = features.sum(dim=(2, 3))
+        if self.config.d_matching != "concat":
+            pooled = self.pool(features)
             return self.realness(pooled).view(-1) + (self.text_embedding(condition) * pooled).sum(dim=1)
         c = condition[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])
         return self.cond_head(torch.cat([features, c], dim=1)).view(-1)
 
     def similarity(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """(B, B) cosine similarities of every image (rows) with every condition (columns)."""
-        image = F.normalize(self.contrastive_image(features.sum(dim=(2, 3))), dim=1)
+        image = F.normalize(self.contrastive_image(self.pool(features)), dim=1)
         text = F.normalize(self.contrastive_text(condition), dim=1)
         return image @ text.t()
 

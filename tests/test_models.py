@@ -139,6 +139,24 @@ def test_projection_discriminator_scores_text_by_inner_product(tiny):
                               d.logits(features, c) - d.logits(features, zero), atol=1e-4)
 
 
+def test_spatial_inner_product_sees_where_features_are_and_pooled_does_not(tiny):
+    torch.manual_seed(0)
+    x, c = torch.randn(2, 3, 64, 64), torch.randn(2, tiny.condition_dim)
+    scores = {}
+    for matching in ("inner_product", "spatial_inner_product"):
+        d = Stage1Discriminator(StackGANConfig.from_preset("tiny", d_matching=matching,
+                                                           contrastive_weight=1.0)).eval()
+        features = d.encode(x)
+        moved = torch.roll(features, shifts=(1, 2), dims=(2, 3))  # same content, other cells
+        scores[matching] = [(d.logits(f, c), d.similarity(f, c)) for f in (features, moved)]
+        assert d.text_embedding.in_features == tiny.condition_dim
+        assert d.text_embedding.out_features == tiny.df_dim * 8 * (16 if matching.startswith("spatial") else 1)
+    (logits, sim), (logits_moved, sim_moved) = scores["inner_product"]
+    assert torch.allclose(logits, logits_moved, atol=1e-5) and torch.allclose(sim, sim_moved, atol=1e-5)
+    (logits, sim), (logits_moved, sim_moved) = scores["spatial_inner_product"]
+    assert (logits - logits_moved).abs().min() > 1e-4 and (sim - sim_moved).abs().min() > 1e-5
+
+
 def test_stage2_image_skip_starts_as_the_upsampled_stage1_image_and_learns():
     torch.manual_seed(0)
     config = StackGANConfig.from_preset("tiny", stage2_image_skip=True)
