@@ -30,9 +30,9 @@ CHOICES = {
     "wrong_image": ("in_batch_shift", "other_class"),
     # How D's head matches image and text: "concat" (paper: condition replicated at 4x4, concatenated,
     # conv -> logit) or "inner_product" (projection discriminator, Miyato & Koyama 2018:
-    # logit = w . h + <V c, h> on D's pooled features h), or "spatial_inner_product": the same on
-    # the unpooled 4x4 features, so that D (and its contrastive loss) sees where things are: sum
-    # pooling keeps what is drawn but discards where, and "at the top left" is part of the text.
+    # logit = w . h + <V c, h> on D's pooled features h), or "spatial_inner_product": plus the same
+    # on each of the 4x4 cells with its own weights, so that D (and its contrastive loss) sees where
+    # things are: sum pooling keeps what is drawn but not where, and "at the top left" is text too.
     "d_matching": ("concat", "inner_product", "spatial_inner_product"),
     "d_norm": ("batch", "spectral"),
     "gan_loss": ("bce", "hinge"),

@@ -234,8 +234,8 @@ class Discriminator(nn.Module):
 
     `encode` maps an image to (B, 8 df, 4, 4) features; `logits` joins them with the condition
     replicated to 4x4 (conv3x3 -> BN -> LeakyReLU -> 4x4 conv), or with d_matching="inner_product"
-    scores them as a projection discriminator on the pooled features ("spatial_inner_product": on
-    all 4x4 cells, each with its own weights); `uncond_logits` is StackGAN-Pytorch's
+    scores them as a projection discriminator on the pooled features ("spatial_inner_product": plus
+    a term per 4x4 cell, each with its own weights); `uncond_logits` is StackGAN-Pytorch's
     extra image-only head of Stage-II. `condition` picks what text D sees (config.d_text_input).
     """
 
@@ -266,14 +266,17 @@ class Discriminator(nn.Module):
     @property
     def head_dim(self) -> int:
         """Size of the image vector the inner-product head and the contrastive loss read."""
-        cells = 4 * 4 if self.config.d_matching == "spatial_inner_product" else 1
+        cells = 1 + 4 * 4 if self.config.d_matching == "spatial_inner_product" else 1
         return self.config.df_dim * 8 * cells
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, 8 df, 4, 4) -> the image vector: summed over the cells, or all of them in place."""
+        """(B, 8 df, 4, 4) -> the image vector: the features summed over the cells, followed for
+        "spatial_inner_product" by every cell in place. A linear layer on this sums a term shared
+        by all cells (learns what is drawn wherever it is) and one of each cell's own (where)."""
+        pooled = features.sum(dim=(2, 3))
         if self.config.d_matching == "spatial_inner_product":
-            return features.flatten(1)
-        return features.sum(dim=(2, 3))
+            return torch.cat([pooled, features.flatten(1)], dim=1)
+        return pooled
 
     def condition(self, embedding: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """The text condition D sees: G's detached mu, or D's own projection of the embedding."""

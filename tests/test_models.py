@@ -150,7 +150,7 @@ def test_spatial_inner_product_sees_where_features_are_and_pooled_does_not(tiny)
         moved = torch.roll(features, shifts=(1, 2), dims=(2, 3))  # same content, other cells
         scores[matching] = [(d.logits(f, c), d.similarity(f, c)) for f in (features, moved)]
         assert d.text_embedding.in_features == tiny.condition_dim
-        assert d.text_embedding.out_features == tiny.df_dim * 8 * (16 if matching.startswith("spatial") else 1)
+        assert d.text_embedding.out_features == tiny.df_dim * 8 * (17 if matching.startswith("spatial") else 1)
     (logits, sim), (logits_moved, sim_moved) = scores["inner_product"]
     assert torch.allclose(logits, logits_moved, atol=1e-5) and torch.allclose(sim, sim_moved, atol=1e-5)
     (logits, sim), (logits_moved, sim_moved) = scores["spatial_inner_product"]
