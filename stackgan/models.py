@@ -289,8 +289,8 @@ class Discriminator(nn.Module):
 
     def logits(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         if self.config.d_matching != "concat":
-            pooled = self.pool(features)
-            return self.realness(pooled).view(-1) + (self.text_embedding(condition) * pooled).sum(dim=1)
+            h = self.pool(features)
+            return self.realness(h).view(-1) + (self.text_embedding(condition) * h).sum(dim=1)
         c = condition[:, :, None, None].expand(-1, -1, features.shape[2], features.shape[3])
         return self.cond_head(torch.cat([features, c], dim=1)).view(-1)
 
