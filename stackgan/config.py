@@ -34,6 +34,12 @@ CHOICES = {
     # on each of the 4x4 cells with its own weights, so that D (and its contrastive loss) sees where
     # things are: sum pooling keeps what is drawn but not where, and "at the top left" is text too.
     "d_matching": ("concat", "inner_product", "spatial_inner_product"),
+    # Where the generators read the condition c: "input" (paper: Stage-I concatenates it with z,
+    # Stage-II with its 16x16 image features) or "every_block": also in every up block, as a
+    # per-channel scale and shift after BN (conditional BN, de Vries et al. 2017; DF-GAN, Tao et
+    # al. CVPR 2022, fuses the text in every block), so the text reaches every resolution directly
+    # instead of only through the first layer. Zero-initialised: it starts as the paper's network.
+    "g_conditioning": ("input", "every_block"),
     "d_norm": ("batch", "spectral"),
     "gan_loss": ("bce", "hinge"),
     "generator_loss": ("non_saturating", "saturating"),
@@ -66,6 +72,7 @@ class StackGANConfig:
     conditioning_augmentation: bool = True
     d_text_input: str = "generator_mu"
     d_matching: str = "concat"
+    g_conditioning: str = "input"
     stage2_uncond_head: bool = True
     # Stage-II draws a correction on top of the bilinearly upsampled Stage-I image (added before
     # the tanh, in atanh space) instead of the whole image: it starts as an upsampler, so it keeps

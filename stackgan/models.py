@@ -74,7 +74,8 @@ def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
 
 
 class UpBlock(nn.Module):
-    """x2 upsampling + 3x3 conv + BN + ReLU.
+    """x2 upsampling + 3x3 conv + BN + ReLU; with `condition_dim`, BN's output is scaled and shifted
+    per channel by a linear map of the condition c (conditional BN), zero at init.
 
     "nearest": the paper's nearest-neighbour upsample then conv.
     "pixelshuffle": sub-pixel convolution (Shi et al., CVPR 2016): a 3x3 conv to 4x the channels
@@ -84,7 +85,7 @@ class UpBlock(nn.Module):
     Classic ICNR copies one kernel four times, which equals conv-then-upsample instead.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, upsample: str = "nearest"):
+    def __init__(self, in_channels: int, out_channels: int, upsample: str = "nearest", condition_dim: int = 0):
         super().__init__()
         self.upsample = upsample
         # nearest only: compute upsample + conv as 2x2 phase convolutions (see upsample_conv);
@@ -97,6 +98,7 @@ class UpBlock(nn.Module):
         factor = 4 if upsample == "pixelshuffle" else 1
         self.conv = conv3x3(in_channels, out_channels * factor)
         self.bn = nn.BatchNorm2d(out_channels)
+        self.modulation = nn.Linear(condition_dim, 2 * out_channels) if condition_dim else None
 
     @torch.no_grad()
     def icnr_(self, weight: torch.Tensor | None = None) -> None:
@@ -106,14 +108,18 @@ class UpBlock(nn.Module):
             weight = torch.randn(out_channels, self.conv.in_channels, 3, 3) * 0.02
         self.conv.weight.copy_(phase_kernels(weight))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         if self.upsample == "pixelshuffle":
             x = F.pixel_shuffle(self.conv(x), 2)
         elif self.phase_convolution and x.shape[-1] >= self.phase_min_size:
             x = upsample_conv(x, self.conv.weight, self.conv.bias, self.baked_kernels)
         else:
             x = self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-        return F.relu(self.bn(x))  # (B, out, 2H, 2W)
+        x = self.bn(x)
+        if self.modulation is not None:
+            scale, shift = self.modulation(c)[:, :, None, None].chunk(2, dim=1)
+            x = x * (1 + scale) + shift
+        return F.relu(x)  # (B, out, 2H, 2W)
 
 
 class ResidualBlock(nn.Module):
@@ -172,7 +178,7 @@ class Stage1Generator(nn.Module):
         self.fc = nn.Sequential(
             nn.Linear(config.z_dim + config.condition_dim, ngf * 4 * 4, bias=False),
             nn.BatchNorm1d(ngf * 4 * 4), nn.ReLU(True))
-        self.up = nn.Sequential(*up_blocks(ngf, 4, config.upsample))
+        self.up = nn.Sequential(*up_blocks(ngf, 4, config))
         self.to_image = nn.Sequential(conv3x3(ngf // 16, 3), nn.Tanh())
         init_weights(self, config.icnr)
 
@@ -180,7 +186,7 @@ class Stage1Generator(nn.Module):
         """Returns (64x64 image in [-1, 1], mu, logvar)."""
         c, mu, logvar = self.ca(embedding, eps)
         h = self.fc(torch.cat([z, c], dim=1)).view(z.shape[0], -1, 4, 4)  # (B, 8 gf, 4, 4)
-        h = self.up(h)                                                      # (B, gf/2, 64, 64)
+        h = run_up_blocks(self.up, h, c)                                    # (B, gf/2, 64, 64)
         return self.to_image(h), mu, logvar
 
 
@@ -204,7 +210,7 @@ class Stage2Generator(nn.Module):
         self.joint = nn.Sequential(
             conv3x3(ngf * 4 + config.condition_dim, ngf * 4), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
         self.residual = nn.Sequential(*[ResidualBlock(ngf * 4) for _ in range(config.r_num)])
-        self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config.upsample))
+        self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config))
         self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
         init_weights(self, config.icnr)
         if config.stage2_image_skip:
@@ -214,9 +220,9 @@ class Stage2Generator(nn.Module):
         """Returns (256x256 image in [-1, 1], mu, logvar)."""
         c, mu, logvar = self.ca(embedding, eps)
         h = self.encoder(stage1_image)                                      # (B, 4 gf, 16, 16)
-        c = c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
-        h = self.residual(self.joint(torch.cat([h, c], dim=1)))             # (B, 4 gf, 16, 16)
-        h = self.up(h)                                                      # (B, gf/4, 256, 256)
+        tiled = c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))         # (B, 4 gf, 16, 16)
+        h = run_up_blocks(self.up, h, c)                                    # (B, gf/4, 256, 256)
         if not self.config.stage2_image_skip:
             return self.to_image(h), mu, logvar
         base = F.interpolate(stage1_image, size=h.shape[-2:], mode="bilinear", align_corners=False)
@@ -224,9 +230,16 @@ class Stage2Generator(nn.Module):
         return tanh(conv(h) + torch.atanh(base.clamp(-0.999, 0.999))), mu, logvar
 
 
-def up_blocks(channels: int, count: int, upsample: str) -> list[UpBlock]:
+def up_blocks(channels: int, count: int, config: StackGANConfig) -> list[UpBlock]:
     """`count` up blocks, each doubling the resolution and halving the channels."""
-    return [UpBlock(channels >> i, channels >> (i + 1), upsample) for i in range(count)]
+    condition_dim = config.condition_dim if config.g_conditioning == "every_block" else 0
+    return [UpBlock(channels >> i, channels >> (i + 1), config.upsample, condition_dim) for i in range(count)]
+
+
+def run_up_blocks(blocks: nn.Sequential, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    for block in blocks:
+        h = block(h, c)
+    return h
 
 
 class Discriminator(nn.Module):
@@ -360,6 +373,9 @@ def init_weights(module: nn.Module, icnr: bool = True) -> None:
     for m in module.modules():
         if icnr and isinstance(m, UpBlock) and m.upsample == "pixelshuffle":
             m.icnr_()
+        if isinstance(m, UpBlock) and m.modulation is not None:
+            nn.init.zeros_(m.modulation.weight)
+            nn.init.zeros_(m.modulation.bias)
 
 
 def apply_spectral_norm(module: nn.Module) -> None:

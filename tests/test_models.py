@@ -255,3 +255,32 @@ def test_phase_convolution_whole_generators(tiny):
     set_phase_convolution(g1, False), set_phase_convolution(g2, False)
     plain = g2(g1(e, z, eps)[0], e, eps)[0]
     assert (fast - plain).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("generator", (Stage1Generator, Stage2Generator))
+def test_every_block_conditioning_starts_as_the_paper_network_then_reads_the_text_per_block(generator):
+    from stackgan.fast import fold_batchnorm
+    torch.manual_seed(0)
+    paper = generator(StackGANConfig.from_preset("tiny")).eval()
+    every = generator(StackGANConfig.from_preset("tiny", g_conditioning="every_block")).eval()
+    missing, unexpected = every.load_state_dict(paper.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == sorted(f"up.{i}.modulation.{p}" for i in range(4)
+                                                        for p in ("weight", "bias"))
+    assert all(every.up[i].modulation.weight.abs().sum() == 0 for i in range(4))  # zero at init
+    e, eps = torch.randn(2, paper.config.text_dim), torch.randn(2, paper.config.condition_dim)
+    first = torch.randn(2, 3, 64, 64).tanh() if generator is Stage2Generator else torch.randn(2, paper.config.z_dim)
+    inputs = (first, e, eps) if generator is Stage2Generator else (e, first, eps)
+    assert torch.equal(every(*inputs)[0], paper(*inputs)[0])
+    every(*inputs)[0].square().sum().backward()
+    assert all(every.up[i].modulation.weight.grad.abs().sum() > 0 for i in range(4))  # trainable
+    with torch.no_grad():
+        for block in every.up:
+            block.modulation.weight.normal_(0, 0.3)
+    image = every(*inputs)[0]
+    assert (image - paper(*inputs)[0]).abs().max() > 1e-3
+    assert torch.allclose(fold_batchnorm(every)(*inputs)[0], image, atol=1e-5)
+
+
+def test_every_block_conditioning_is_a_config_choice():
+    with pytest.raises(ValueError, match="g_conditioning='everywhere' is not one of"):
+        StackGANConfig.from_preset("tiny", g_conditioning="everywhere")
