@@ -175,6 +175,18 @@ def test_config_file_and_flags(tmp_path):
         train.parse_args(["--config", str(tmp_path / "bad.json")])
 
 
+def test_every_model_flag_reaches_the_config():
+    from stackgan import StackGANConfig
+    from stackgan.config import CHOICES
+    argv = [f"--{name}={allowed[-1]}" for name, allowed in CHOICES.items()]
+    config = train.build_config(train.parse_args(["--preset", "tiny", *argv]), None)
+    assert {name: getattr(config, name) for name in CHOICES} == {n: a[-1] for n, a in CHOICES.items()}
+    fields = set(StackGANConfig.__dataclass_fields__)
+    applied_elsewhere = {"preset", "text_encoder", "g_learning_rate", "d_learning_rate"}
+    parsed = set(vars(train.parse_args([]))) & fields
+    assert parsed - applied_elsewhere <= set(train.CONFIG_FLAGS), "a flag is parsed but never applied"
+
+
 class RecordingHfApi:
     def __init__(self):
         self.uploads = []

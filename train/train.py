@@ -47,11 +47,12 @@ from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
 
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value).
-CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "upsample", "icnr", "ca_activation",
-                "conditioning_augmentation", "d_text_input", "d_matching", "stage2_uncond_head", "stage2_image_skip",
-                "wrong_image", "captions_per_step", "kl_weight", "gan_loss", "generator_loss", "d_norm",
-                "gradient_penalty", "gp_weight", "mode_seeking_weight", "contrastive_weight",
-                "contrastive_temperature", "use_ema", "ema_decay")
+# Flags copied into StackGANConfig; every string option in CHOICES is one, so a new option cannot be
+# parsed and then silently dropped.
+CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
+                "stage2_uncond_head", "stage2_image_skip", "captions_per_step", "kl_weight", "gp_weight",
+                "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "use_ema",
+                "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
 GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation")
 DEFAULT_PROMPTS = {"shapes": ["a large red star on a white background", "a small blue circle at the top left",
