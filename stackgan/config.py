@@ -26,8 +26,11 @@ CHOICES = {
     # fc(text) -> LeakyReLU (TensorFlow).
     "d_text_input": ("generator_mu", "projection"),
     # "in_batch_shift": wrong images are the batch rolled by one (Pytorch); "other_class": drawn
-    # from another class by the data loader (TensorFlow).
-    "wrong_image": ("in_batch_shift", "other_class"),
+    # from another class by the data loader (TensorFlow); "nearest_text": each real image is paired
+    # with the batch's other caption closest to its own (cosine of the text embeddings), a hard
+    # negative: a random other caption almost always differs in colour or background, so D can
+    # reject it without learning shape or texture, and G is then never asked for them.
+    "wrong_image": ("in_batch_shift", "other_class", "nearest_text"),
     # How D's head matches image and text: "concat" (paper: condition replicated at 4x4, concatenated,
     # conv -> logit) or "inner_product" (projection discriminator, Miyato & Koyama 2018:
     # logit = w . h + <V c, h> on D's pooled features h), or "spatial_inner_product": plus the same

@@ -105,6 +105,18 @@ def contrastive_loss(similarity: torch.Tensor, temperature: float) -> torch.Tens
     return F.cross_entropy(similarity / temperature, torch.arange(len(similarity), device=similarity.device))
 
 
+def nearest_other_caption(embedding: torch.Tensor, same: float = 0.999) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, partner): for each row, the index of the most similar embedding in the batch (cosine)
+    that is not the same caption (cosine >= `same`: itself, or a repeated caption, which would be
+    a correct match). Rows with no such partner are left out."""
+    unit = F.normalize(embedding.detach().float(), dim=1)
+    similarity = unit @ unit.t()
+    similarity = similarity.masked_fill(similarity >= same, float("-inf"))
+    best, partner = similarity.max(dim=1)
+    rows = torch.nonzero(best > float("-inf")).squeeze(1)
+    return rows, partner[rows]
+
+
 # The objectives as one training step uses them (after StyleGAN2-ADA's loss.py): the config picks
 # the loss kind and the stabilisers, so train/train.py stays a plain D step / G step loop.
 
@@ -114,7 +126,8 @@ def discriminator_objective(config, discriminator, real: torch.Tensor, fake: tor
     """D's loss on a batch: matching-aware loss (+ gradient penalty). Returns (loss, stats).
 
     `wrong` holds mismatched real images (config.wrong_image="other_class"); without it the
-    wrong pairs are the real images with the batch's conditions shifted by one (StackGAN-Pytorch).
+    wrong pairs are the real images with the batch's conditions shifted by one (StackGAN-Pytorch)
+    or, for "nearest_text", each with the condition of the batch's closest other caption.
     """
     condition = discriminator.condition(embedding, mu)
     penalty = config.gradient_penalty
@@ -125,7 +138,10 @@ def discriminator_objective(config, discriminator, real: torch.Tensor, fake: tor
     real_features, fake_features = discriminator.encode(real), discriminator.encode(fake.detach())
     real_logits = discriminator.logits(real_features, condition)
     fake_logits = discriminator.logits(fake_features, condition)
-    if wrong is None:
+    if wrong is None and config.wrong_image == "nearest_text":
+        rows, partner = nearest_other_caption(embedding)
+        wrong_logits = discriminator.logits(real_features[rows], condition[partner])
+    elif wrong is None:
         wrong_logits = discriminator.logits(real_features[:-1], condition[1:])
     else:
         wrong_logits = discriminator.logits(discriminator.encode(wrong), condition)

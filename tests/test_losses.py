@@ -8,7 +8,7 @@ import torch
 from stackgan import ExponentialMovingAverage, StackGANConfig, Stage1Discriminator, Stage1Generator
 from stackgan.losses import (adversarial_loss, discriminator_loss, discriminator_objective, fake_loss,
                              generator_loss, generator_objective, kl_divergence, ma_gp_penalty,
-                             mode_seeking_loss, r1_penalty, real_loss)
+                             mode_seeking_loss, nearest_other_caption, r1_penalty, real_loss)
 
 LN2 = 0.6931471805599453
 
@@ -165,6 +165,30 @@ def test_other_class_wrong_images_are_used():
     shifted, _ = discriminator_objective(config, d, real, fake, embedding, mu)
     other, _ = discriminator_objective(config, d, real, fake, embedding, mu, wrong=-real)
     assert shifted.item() != pytest.approx(other.item())
+
+
+def test_nearest_other_caption_skips_itself_and_repeats_of_its_caption():
+    e = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.1, 0.9, 0.3]])
+    rows, partner = nearest_other_caption(e)
+    # rows 2 and 3 are the same caption (cosine 1): a correct match, not a wrong one
+    assert rows.tolist() == [0, 1, 2, 3, 4] and partner.tolist() == [1, 0, 4, 4, 2]
+    rows, partner = nearest_other_caption(torch.ones(3, 4))
+    assert rows.numel() == 0  # one caption repeated: no wrong pairs at all
+
+
+def test_nearest_text_wrong_pairs_score_each_image_with_its_closest_other_caption():
+    config = StackGANConfig.from_preset("tiny", wrong_image="nearest_text")
+    _, embedding, _, fake, mu, _, real = batch(config)
+    torch.manual_seed(1)
+    d = Stage1Discriminator(config)
+    loss, stats = discriminator_objective(config, d, real, fake, embedding, mu)
+    rows, partner = nearest_other_caption(embedding)
+    assert not torch.equal(partner, (rows + 1) % len(embedding))  # not the shift, for this batch
+    real_f, fake_f = d.encode(real), d.encode(fake)
+    wrong = d.logits(real_f[rows], mu[partner])
+    expected = discriminator_loss(d.logits(real_f, mu), wrong, d.logits(fake_f, mu))
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert stats["d_wrong"].item() == pytest.approx(torch.sigmoid(wrong).mean().item(), abs=1e-6)
 
 
 def test_hinge_option_changes_the_objective():

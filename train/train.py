@@ -353,7 +353,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = build_dataset(args.dataset, args.data_dir, resolution=resolution, encoder=encoder,
                                 captions_per_step=config.captions_per_step,
-                                wrong_image="none" if config.wrong_image == "in_batch_shift" else "other_class",
+                                wrong_image="other_class" if config.wrong_image == "other_class" else "none",
                                 seed=args.seed, on_error=args.on_error)
     torch.manual_seed(args.seed)  # the initial weights; every later draw has its own seeded generator
     model = StackGANModel(config.to_dict(), stages=args.stage)
