@@ -151,6 +151,9 @@ def test_stage1_model_must_fit_and_resume_must_match(shapes, tmp_path):
     with pytest.raises(ValueError, match="does not fit --preset tiny: gf_dim: Stage-I model has 16, this run 32"):
         train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
                                           "--gf_dim", 32)))
+    with pytest.raises(ValueError, match="g_conditioning: Stage-I model has 'input', this run 'every_block'"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
+                                          "--g_conditioning", "every_block")))
     # a checkpoint written before an option existed resumes: the option then had its default
     state_file = s1 / "checkpoint-1" / "state.json"
     state = json.loads(state_file.read_text())

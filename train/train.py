@@ -54,7 +54,8 @@ CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "
                 "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "use_ema",
                 "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
-GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation")
+GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation",
+                   "g_conditioning")
 DEFAULT_PROMPTS = {"shapes": ["a large red star on a white background", "a small blue circle at the top left",
                               "a green striped square on a black background", "a medium yellow heart"]}
 
