@@ -96,6 +96,11 @@ class StackGANConfig:
     # to pick each real image's caption out of the batch, G to make its images pick theirs.
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.1
+    # Also score every image against the text of this many earlier captions (a queue, as MoCo keeps
+    # one; d_text_input="projection" only, D re-projects them each step). In a batch of 32 the
+    # captions almost always differ in colour or background, so picking the right one never needs
+    # shape or texture; among a thousand, many share the colour and the background.
+    contrastive_queue: int = 0
     use_ema: bool = False
     ema_decay: float = 0.999
     # Optimiser (paper: Adam 2e-4, betas (0.5, 0.999), batch 64)
@@ -125,6 +130,11 @@ class StackGANConfig:
         if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
             raise ValueError("StackGANConfig.contrastive_weight must be >= 0 and contrastive_temperature > 0, got "
                              f"{self.contrastive_weight!r}, {self.contrastive_temperature!r}")
+        if self.contrastive_queue < 0 or (self.contrastive_queue and (
+                self.contrastive_weight <= 0 or self.d_text_input != "projection")):
+            raise ValueError("StackGANConfig.contrastive_queue needs contrastive_weight > 0 and "
+                             f"d_text_input='projection'; got contrastive_queue={self.contrastive_queue!r}, "
+                             f"contrastive_weight={self.contrastive_weight!r}, d_text_input={self.d_text_input!r}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"StackGANConfig.ema_decay must be in (0, 1), got {self.ema_decay}")
 

@@ -101,7 +101,8 @@ def mode_seeking_loss(images_1: torch.Tensor, images_2: torch.Tensor, z_1: torch
 
 
 def contrastive_loss(similarity: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Image-to-text InfoNCE (XMC-GAN): row i of the (B, B) similarities should peak at column i."""
+    """Image-to-text InfoNCE (XMC-GAN): row i of the (B, B [+ queued]) similarities should peak at
+    column i."""
     return F.cross_entropy(similarity / temperature, torch.arange(len(similarity), device=similarity.device))
 
 

@@ -272,6 +272,10 @@ class Discriminator(nn.Module):
         if config.contrastive_weight > 0:  # both sides into one joint space of nef dimensions
             self.contrastive_image = nn.Linear(self.head_dim, nef)
             self.contrastive_text = nn.Linear(nef, nef)
+        if config.contrastive_queue:  # earlier captions' embeddings, oldest overwritten first
+            self.register_buffer("text_queue", torch.zeros(config.contrastive_queue, config.text_dim))
+            self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+            self.register_buffer("queue_next", torch.zeros((), dtype=torch.long))
         init_weights(self)
         if norm == "spectral":
             apply_spectral_norm(self)
@@ -308,10 +312,25 @@ class Discriminator(nn.Module):
         return self.cond_head(torch.cat([features, c], dim=1)).view(-1)
 
     def similarity(self, features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """(B, B) cosine similarities of every image (rows) with every condition (columns)."""
+        """(B, B + queued) cosine similarities of every image (rows) with every condition and then
+        every queued caption (columns)."""
+        if self.config.contrastive_queue:
+            queued = self.text_queue[:int(self.queue_filled)]
+            condition = torch.cat([condition, self.condition(queued, None)])
         image = F.normalize(self.contrastive_image(self.pool(features)), dim=1)
         text = F.normalize(self.contrastive_text(condition), dim=1)
         return image @ text.t()
+
+    @torch.no_grad()
+    def enqueue(self, embedding: torch.Tensor) -> None:
+        """Add a batch's caption embeddings to the contrastive queue (no-op without one)."""
+        if not self.config.contrastive_queue:
+            return
+        size = len(self.text_queue)
+        slots = (self.queue_next + torch.arange(len(embedding), device=embedding.device)) % size
+        self.text_queue[slots[-size:]] = embedding[-size:].to(self.text_queue.dtype)
+        self.queue_next.copy_((self.queue_next + len(embedding)) % size)
+        self.queue_filled.copy_(torch.clamp(self.queue_filled + len(embedding), max=size))
 
     def unconditional_logits(self, features: torch.Tensor) -> torch.Tensor | None:
         return None if self.uncond_head is None else self.uncond_head(features).view(-1)

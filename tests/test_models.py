@@ -284,3 +284,37 @@ def test_every_block_conditioning_starts_as_the_paper_network_then_reads_the_tex
 def test_every_block_conditioning_is_a_config_choice():
     with pytest.raises(ValueError, match="g_conditioning='everywhere' is not one of"):
         StackGANConfig.from_preset("tiny", g_conditioning="everywhere")
+
+
+def test_contrastive_queue_adds_earlier_captions_as_negatives_and_is_saved(tmp_path):
+    from safetensors.torch import load_file, save_file
+    torch.manual_seed(0)
+    config = StackGANConfig.from_preset("tiny", contrastive_weight=1.0, d_text_input="projection",
+                                        contrastive_queue=5)
+    d = Stage1Discriminator(config)
+    features, batch = d.encode(torch.randn(3, 3, 64, 64)), torch.randn(3, config.text_dim)
+    assert d.similarity(features, d.condition(batch, None)).shape == (3, 3)  # empty queue
+    older = [torch.randn(3, config.text_dim), torch.randn(4, config.text_dim)]
+    for e in older:
+        d.enqueue(e)
+    # 7 captions into 5 slots: the oldest two were overwritten
+    kept = torch.cat(older)[2:]
+    assert int(d.queue_filled) == 5 and torch.equal(d.text_queue[torch.arange(2, 7) % 5], kept)
+    sim = d.similarity(features, d.condition(batch, None))
+    assert sim.shape == (3, 8)
+    plain = StackGANConfig.from_preset("tiny", contrastive_weight=1.0, d_text_input="projection")
+    reference = Stage1Discriminator(plain)
+    reference.load_state_dict({k: v for k, v in d.state_dict().items() if k in reference.state_dict()})
+    every = reference.similarity(features, reference.condition(torch.cat([batch, d.text_queue]), None))
+    assert torch.allclose(sim, every, atol=1e-6)  # the queued columns are those captions' scores
+    save_file(d.state_dict(), tmp_path / "d.safetensors")
+    restored = Stage1Discriminator(config)
+    restored.load_state_dict(load_file(tmp_path / "d.safetensors"))
+    assert torch.equal(restored.text_queue, d.text_queue) and int(restored.queue_next) == 2
+
+
+def test_contrastive_queue_needs_the_contrastive_loss_and_a_projected_text():
+    with pytest.raises(ValueError, match="contrastive_queue needs contrastive_weight > 0"):
+        StackGANConfig.from_preset("tiny", contrastive_queue=8, d_text_input="projection")
+    with pytest.raises(ValueError, match="d_text_input='generator_mu'"):
+        StackGANConfig.from_preset("tiny", contrastive_queue=8, contrastive_weight=1.0)

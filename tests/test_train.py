@@ -82,8 +82,10 @@ def test_stage1_then_stage2(shapes, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_weights(shapes, tmp_path):
+    # with the options that keep state or change the step: EMA, the contrastive queue (a D buffer)
     common = flags(shapes, tmp_path / "full", "--max_train_steps", 8, "--checkpointing_steps", 2,
-                   "--gan_loss", "hinge", "--use_ema")
+                   "--gan_loss", "hinge", "--use_ema", "--contrastive_weight", 1.0, "--d_text_input", "projection",
+                   "--contrastive_queue", 6, "--g_conditioning", "every_block", "--wrong_image", "nearest_text")
     assert run(*common).returncode == 0
     interrupted = tmp_path / "killed"
     argv = [a if a != str(tmp_path / "full") else str(interrupted) for a in common]
@@ -105,6 +107,8 @@ def test_killed_run_resumes_to_the_same_weights(shapes, tmp_path):
         a = load_file(str(tmp_path / "full" / "checkpoint-8" / f"{name}.safetensors"))
         b = load_file(str(interrupted / "checkpoint-8" / f"{name}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), name
+    queue = load_file(str(interrupted / "checkpoint-8" / "discriminator.safetensors"))
+    assert int(queue["queue_filled"]) == 6 and queue["text_queue"].abs().sum() > 0
 
 
 def test_nan_loss_stops_with_the_step_and_no_bad_checkpoint(shapes, tmp_path):

@@ -46,13 +46,12 @@ from stackgan.pipeline import verify_model_folder
 from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
 
-# Flags that set StackGANConfig fields of the same name (None = keep the preset's value).
-# Flags copied into StackGANConfig; every string option in CHOICES is one, so a new option cannot be
-# parsed and then silently dropped.
+# Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
+# string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
                 "stage2_uncond_head", "stage2_image_skip", "captions_per_step", "kl_weight", "gp_weight",
-                "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "use_ema",
-                "ema_decay") + tuple(CHOICES)
+                "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
+                "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
 GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation",
                    "g_conditioning")
@@ -88,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataloader_num_workers", type=int, default=0)
     # Model options and stabilisers (see README): default to the preset's values
-    for name in ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "captions_per_step"):
+    for name in ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "captions_per_step", "contrastive_queue"):
         p.add_argument(f"--{name}", type=int, default=None)
     for name in ("kl_weight", "gp_weight", "mode_seeking_weight", "contrastive_weight",
                  "contrastive_temperature", "ema_decay"):
@@ -318,6 +317,7 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     opt_g.step()
     opt_g.zero_grad(set_to_none=True)
     discriminator.requires_grad_(True)
+    discriminator.enqueue(embedding)  # only now: a batch's captions are never their own negatives
     return d_stats, g_stats
 
 
