@@ -33,8 +33,11 @@ RECIPE = ["--d_matching", "inner_product", "--d_text_input", "projection", "--le
 ATTRIBUTES = ("shape", "color", "size", "position", "background")
 
 
-def parse_args(description: str, steps: int) -> argparse.Namespace:
+def parse_args(description: str, steps: int, extra=None) -> argparse.Namespace:
+    """The experiments' shared flags; `extra(parser)` adds a script's own."""
     parser = argparse.ArgumentParser(description=description)
+    if extra:
+        extra(parser)
     parser.add_argument("--steps", type=int, default=steps, help="Stage-I steps per run")
     parser.add_argument("--samples", type=int, default=500, help="test captions per evaluation")
     parser.add_argument("--data_dir", default=str(ROOT / "data" / "shapes"))

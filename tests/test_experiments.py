@@ -49,3 +49,18 @@ def test_experiment_runs_end_to_end(name, shapes, tmp_path):
     for figure in figures:
         width, height = Image.open(tmp_path / "figures" / figure).size
         assert width >= 128 and height >= 64, figure
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_discriminator_negatives_experiment_trains_each_arm_and_probes_it(stage, shapes, tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "q5_discriminator_negatives.py"), "--smoke",
+                    "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
+                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
+                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+                   capture_output=True, timeout=600)
+    results = json.loads((tmp_path / f"q5_discriminator_negatives_stage{stage}.json").read_text())
+    assert results["stage"] == stage and results["steps"] == 2 and results["images"] > 0
+    assert set(results["arms"]) == {"shift", "nearest_text", "queue"}
+    for arm in results["arms"].values():
+        assert set(arm["attributes"]) == {"shape", "color", "size", "position", "pattern", "background"}
+        assert all(0 <= row["logit"] <= 1 and 0 <= row["contrastive"] <= 1 for row in arm["attributes"].values())

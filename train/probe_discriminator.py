@@ -53,6 +53,18 @@ def load_discriminator(checkpoint: Path):
     return pipe, discriminator, stage
 
 
+def real_shapes(data_dir, split: str, count: int, size: int) -> tuple[torch.Tensor, list[dict]]:
+    """The first `count` images of a Shapes split in the evaluation view, and their attributes."""
+    examples = load_folder(data_dir, split, InputErrors("raise"))[:count]
+    with open(metadata_path(data_dir, split), encoding="utf-8") as f:
+        labels = {entry["file_name"]: entry.get("attributes") for entry in map(json.loads, filter(str.strip, f))}
+    attributes = [labels.get(e.key) for e in examples]
+    if not examples or None in attributes:
+        raise ValueError(f"{metadata_path(data_dir, split)} has no Shapes \"attributes\" for every image: "
+                         "the probe needs the Shapes dataset (python -m stackgan.data.shapes)")
+    return torch.stack([to_tensor(im) for im in real_images(examples, size)]), attributes
+
+
 @torch.no_grad()
 def probe(pipe, discriminator, images: torch.Tensor, attributes: list[dict]) -> dict:
     """Per attribute: accuracy of D's matching logit (and contrastive similarity) at picking the
@@ -91,20 +103,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     checkpoint = Path(args.checkpoint)
     pipe, discriminator, stage = load_discriminator(checkpoint)
-    examples = load_folder(args.data_dir, args.split, InputErrors("raise"))[:args.num_images]
-    with open(metadata_path(args.data_dir, args.split), encoding="utf-8") as f:
-        labels = {entry["file_name"]: entry.get("attributes") for entry in map(json.loads, filter(str.strip, f))}
-    attributes = [labels.get(e.key) for e in examples]
-    if not examples or None in attributes:
-        raise ValueError(f"{metadata_path(args.data_dir, args.split)} has no Shapes \"attributes\" for every "
-                         "image: the probe needs the Shapes dataset (python -m stackgan.data.shapes)")
     size = pipe.config.stage2_size if stage == 2 else pipe.config.stage1_size
-    images = torch.stack([to_tensor(im) for im in real_images(examples, size)])
-    report = {"checkpoint": str(checkpoint), "stage": stage, "images": len(examples),
+    images, attributes = real_shapes(args.data_dir, args.split, args.num_images, size)
+    report = {"checkpoint": str(checkpoint), "stage": stage, "images": len(images),
               "attributes": probe(pipe, discriminator, images, attributes)}
     output = Path(args.output) if args.output else checkpoint / "probe.json"
     output.write_text(json.dumps(report, indent=2))
-    print(f"D of {checkpoint} (stage {stage}) on {len(examples)} real {args.split} images: "
+    print(f"D of {checkpoint} (stage {stage}) on {len(images)} real {args.split} images: "
           "accuracy at picking each attribute's true value")
     for key, row in report["attributes"].items():
         contrastive = f"  contrastive {100 * row['contrastive']:5.1f}%" if "contrastive" in row else ""
