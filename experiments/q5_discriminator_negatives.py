@@ -29,7 +29,7 @@ from probe_discriminator import probe, real_shapes  # noqa: E402
 
 from stackgan import StackGANConfig, StackGANModel, StackGANPipeline  # noqa: E402
 from stackgan.data.dataset import build_dataset  # noqa: E402
-from stackgan.losses import contrastive_loss, fake_loss, nearest_other_caption, real_loss  # noqa: E402
+from stackgan.losses import contrastive_loss, fake_loss, mismatched_logits, real_loss  # noqa: E402
 from stackgan.models import Stage1Discriminator, Stage2Discriminator  # noqa: E402
 from stackgan.text import TextEncoder  # noqa: E402
 
@@ -51,11 +51,7 @@ def train_discriminator(config: StackGANConfig, dataset, steps: int, seed: int =
             embedding = (batch["embedding"] - mean) / std
             condition = discriminator.condition(embedding, None)
             features = discriminator.encode(batch["image"])
-            if config.wrong_image == "nearest_text":
-                rows, partner = nearest_other_caption(embedding)
-                wrong = discriminator.logits(features[rows], condition[partner])
-            else:
-                wrong = discriminator.logits(features[:-1], condition[1:])
+            wrong = mismatched_logits(config, discriminator, features, condition, embedding)
             loss = (real_loss(discriminator.logits(features, condition)) + fake_loss(wrong)
                     + config.contrastive_weight * contrastive_loss(discriminator.similarity(features, condition),
                                                                    config.contrastive_temperature))

@@ -118,6 +118,17 @@ def nearest_other_caption(embedding: torch.Tensor, same: float = 0.999) -> tuple
     return rows, partner[rows]
 
 
+def mismatched_logits(config, discriminator, real_features: torch.Tensor, condition: torch.Tensor,
+                      embedding: torch.Tensor, wrong: torch.Tensor | None = None) -> torch.Tensor:
+    """D's logits for the matching-aware loss's mismatched pairs (config.wrong_image)."""
+    if wrong is not None:
+        return discriminator.logits(discriminator.encode(wrong), condition)
+    if config.wrong_image == "nearest_text":
+        rows, partner = nearest_other_caption(embedding)
+        return discriminator.logits(real_features[rows], condition[partner])
+    return discriminator.logits(real_features[:-1], condition[1:])
+
+
 # The objectives as one training step uses them (after StyleGAN2-ADA's loss.py): the config picks
 # the loss kind and the stabilisers, so train/train.py stays a plain D step / G step loop.
 
@@ -139,13 +150,7 @@ def discriminator_objective(config, discriminator, real: torch.Tensor, fake: tor
     real_features, fake_features = discriminator.encode(real), discriminator.encode(fake.detach())
     real_logits = discriminator.logits(real_features, condition)
     fake_logits = discriminator.logits(fake_features, condition)
-    if wrong is None and config.wrong_image == "nearest_text":
-        rows, partner = nearest_other_caption(embedding)
-        wrong_logits = discriminator.logits(real_features[rows], condition[partner])
-    elif wrong is None:
-        wrong_logits = discriminator.logits(real_features[:-1], condition[1:])
-    else:
-        wrong_logits = discriminator.logits(discriminator.encode(wrong), condition)
+    wrong_logits = mismatched_logits(config, discriminator, real_features, condition, embedding, wrong)
     loss = discriminator_loss(real_logits, wrong_logits, fake_logits,
                               discriminator.unconditional_logits(real_features),
                               discriminator.unconditional_logits(fake_features), config.gan_loss)

@@ -317,9 +317,13 @@ class Discriminator(nn.Module):
         if self.config.contrastive_queue:
             queued = self.text_queue[:int(self.queue_filled)]
             condition = torch.cat([condition, self.condition(queued, None)])
-        image = F.normalize(self.contrastive_image(self.pool(features)), dim=1)
-        text = F.normalize(self.contrastive_text(condition), dim=1)
+        image, text = self.joint_embeddings(features, condition)
         return image @ text.t()
+
+    def joint_embeddings(self, features: torch.Tensor, condition: torch.Tensor):
+        """Unit vectors of images and conditions in the contrastive heads' joint space."""
+        return (F.normalize(self.contrastive_image(self.pool(features)), dim=1),
+                F.normalize(self.contrastive_text(condition), dim=1))
 
     @torch.no_grad()
     def enqueue(self, embedding: torch.Tensor) -> None:

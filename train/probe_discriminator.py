@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from evaluate import real_images
 from stackgan import StackGANPipeline, Stage1Discriminator, Stage2Discriminator
@@ -72,13 +71,13 @@ def probe(pipe, discriminator, images: torch.Tensor, attributes: list[dict]) -> 
     # Batch statistics, as D's BatchNorm sees a batch of real images in training.
     discriminator.train()
     features = discriminator.encode(images)
+    # D's own text projection, or (d_text_input="generator_mu") the published generator's mu
+    generator = pipe.model.stage2 if pipe.model.stage2 is not None else pipe.model.stage1
     report = {}
     for key, table in VALUES.items():
         values = list(table)
         captions = [full_caption({**a, key: v}) for a in attributes for v in values]
         embedding, _ = pipe.encode(captions)
-        # D's own text projection, or (d_text_input="generator_mu") the published generator's mu
-        generator = pipe.model.stage2 if pipe.model.stage2 is not None else pipe.model.stage1
         condition = discriminator.condition(embedding, generator.ca(embedding)[1])
         repeated = features.repeat_interleave(len(values), dim=0)
         truth = torch.tensor([values.index(a[key]) for a in attributes])
@@ -86,8 +85,7 @@ def probe(pipe, discriminator, images: torch.Tensor, attributes: list[dict]) -> 
         row = {"values": len(values), "chance": 1 / len(values),
                "logit": (logits.argmax(1) == truth).float().mean().item()}
         if discriminator.contrastive_image is not None:
-            image = F.normalize(discriminator.contrastive_image(discriminator.pool(repeated)), dim=1)
-            text = F.normalize(discriminator.contrastive_text(condition), dim=1)
+            image, text = discriminator.joint_embeddings(repeated, condition)
             row["contrastive"] = ((image * text).sum(1).view(len(attributes), -1).argmax(1) == truth).float().mean().item()
         report[key] = row
     return report
