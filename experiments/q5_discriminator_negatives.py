@@ -9,7 +9,8 @@ generator in the loop, what D learns depends only on the losses and their negati
     python experiments/q5_discriminator_negatives.py --stage 2 --steps 800
 
 Arms: "shift" (a random other caption of the batch; StackGAN-Pytorch), "nearest_text"
-(wrong_image="nearest_text"), "queue" (contrastive_queue=1024).
+(wrong_image="nearest_text"), "queue" (contrastive_queue=1024), and both with D's full-resolution
+stem ("stem": d_stem=True, "stem_queue"); `--arms stem,stem_queue` runs a subset.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from stackgan.losses import contrastive_loss, fake_loss, mismatched_logits, real
 from stackgan.models import Stage1Discriminator, Stage2Discriminator  # noqa: E402
 from stackgan.text import TextEncoder  # noqa: E402
 
-ARMS = {"shift": {}, "nearest_text": {"wrong_image": "nearest_text"}, "queue": {"contrastive_queue": 1024}}
+ARMS = {"shift": {}, "nearest_text": {"wrong_image": "nearest_text"}, "queue": {"contrastive_queue": 1024},
+        "stem": {"d_stem": True}, "stem_queue": {"d_stem": True, "contrastive_queue": 1024}}
+
+
+def extra_flags(parser):
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=1)
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
 
 
 def train_discriminator(config: StackGANConfig, dataset, steps: int, seed: int = 0):
@@ -66,9 +73,11 @@ def train_discriminator(config: StackGANConfig, dataset, steps: int, seed: int =
 
 
 def main():
-    args = parse_args(__doc__.split("\n")[0], steps=2000,
-                      extra=lambda p: p.add_argument("--stage", type=int, choices=(1, 2), default=1))
-    stage = args.stage
+    args = parse_args(__doc__.split("\n")[0], steps=2000, extra=extra_flags)
+    stage, arms = args.stage, args.arms.split(",")
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm(s) {unknown}; choose from {list(ARMS)}")
     ensure_data(args)
     preset = "tiny" if args.smoke else "shapes"
     base = dict(d_matching="inner_product", d_text_input="projection", contrastive_weight=1.0, d_learning_rate=4e-4)
@@ -81,8 +90,8 @@ def main():
     dataset = build_dataset("shapes", args.data_dir, resolution=size, encoder=encoder, wrong_image="none", seed=0)
     images, attributes = real_shapes(args.data_dir, "test", 8 if args.smoke else 192, size)
     results = {"stage": stage, "steps": args.steps, "images": len(images), "arms": {}}
-    for name, options in ARMS.items():
-        config = StackGANConfig.from_preset(preset, **base, **options)
+    for name in arms:
+        config = StackGANConfig.from_preset(preset, **base, **ARMS[name])
         started = time.time()
         discriminator = train_discriminator(config, dataset, args.steps)
         model = StackGANModel(config.to_dict(), stages=stage)

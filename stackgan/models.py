@@ -353,9 +353,12 @@ def conv_norm_act(conv: nn.Conv2d, norm: str, batch_norm: bool = True) -> list[n
     return layers + [nn.LeakyReLU(0.2, True)]
 
 
-def down_convs(df_dim: int, count: int, norm: str) -> list[nn.Module]:
-    """`count` stride-2 4x4 convs from RGB: df, 2 df, 4 df, ... (no BN on the first, as DCGAN)."""
+def down_convs(df_dim: int, count: int, norm: str, stem: bool = False) -> list[nn.Module]:
+    """`count` stride-2 4x4 convs from RGB: df, 2 df, 4 df, ... (no BN on the first, as DCGAN),
+    after a full-resolution 3x3 conv to df channels if `stem` (config.d_stem)."""
     layers, channels = [], 3
+    if stem:
+        layers, channels = conv_norm_act(conv3x3(3, df_dim), norm, batch_norm=False), df_dim
     for i in range(count):
         out = df_dim << i
         layers += conv_norm_act(nn.Conv2d(channels, out, 4, 2, 1, bias=False), norm, batch_norm=i > 0)
@@ -367,7 +370,7 @@ class Stage1Discriminator(Discriminator):
     """64x64 -> 4x4 with four stride-2 convs."""
 
     def __init__(self, config: StackGANConfig):
-        super().__init__(config, down_convs(config.df_dim, 4, config.d_norm), uncond_head=False)
+        super().__init__(config, down_convs(config.df_dim, 4, config.d_norm, config.d_stem), uncond_head=False)
 
 
 class Stage2Discriminator(Discriminator):
@@ -375,7 +378,7 @@ class Stage2Discriminator(Discriminator):
 
     def __init__(self, config: StackGANConfig):
         ndf, norm = config.df_dim, config.d_norm
-        encoder = (down_convs(ndf, 6, norm)
+        encoder = (down_convs(ndf, 6, norm, config.d_stem)
                    + conv_norm_act(conv3x3(ndf * 32, ndf * 16), norm)
                    + conv_norm_act(conv3x3(ndf * 16, ndf * 8), norm))
         super().__init__(config, encoder, uncond_head=config.stage2_uncond_head)

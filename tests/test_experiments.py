@@ -51,16 +51,32 @@ def test_experiment_runs_end_to_end(name, shapes, tmp_path):
         assert width >= 128 and height >= 64, figure
 
 
-@pytest.mark.parametrize("stage", [1, 2])
-def test_discriminator_negatives_experiment_trains_each_arm_and_probes_it(stage, shapes, tmp_path):
+@pytest.mark.parametrize("stage,arms", [(1, ["shift", "nearest_text", "queue", "stem", "stem_queue"]),
+                                        (2, ["stem", "queue"])])
+def test_discriminator_negatives_experiment_trains_each_arm_and_probes_it(stage, arms, shapes, tmp_path):
+    subset = [] if stage == 1 else ["--arms", ",".join(arms)]  # stage 1: every arm, the default
     subprocess.run([sys.executable, str(ROOT / "experiments" / "q5_discriminator_negatives.py"), "--smoke",
-                    "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
+                    *subset, "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
                     "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
                    check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
                    capture_output=True, timeout=600)
     results = json.loads((tmp_path / f"q5_discriminator_negatives_stage{stage}.json").read_text())
     assert results["stage"] == stage and results["steps"] == 2 and results["images"] > 0
-    assert set(results["arms"]) == {"shift", "nearest_text", "queue"}
+    assert list(results["arms"]) == arms
     for arm in results["arms"].values():
         assert set(arm["attributes"]) == {"shape", "color", "size", "position", "pattern", "background"}
         assert all(0 <= row["logit"] <= 1 and 0 <= row["contrastive"] <= 1 for row in arm["attributes"].values())
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_texture_stem_experiment_learns_patterns_from_labels_for_each_arm(stage, shapes, tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "q6_texture_stem.py"), "--smoke",
+                    "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
+                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
+                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+                   capture_output=True, timeout=600)
+    results = json.loads((tmp_path / f"q6_texture_stem_stage{stage}.json").read_text())
+    assert results["stage"] == stage and results["chance"] == 0.25 and list(results["arms"]) == ["paper", "stem"]
+    for curve in results["arms"].values():
+        assert [row["step"] for row in curve] == [2]
+        assert 0 <= curve[0]["test_accuracy"] <= 1 and curve[0]["loss"] > 0

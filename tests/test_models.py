@@ -318,3 +318,17 @@ def test_contrastive_queue_needs_the_contrastive_loss_and_a_projected_text():
         StackGANConfig.from_preset("tiny", contrastive_queue=8, d_text_input="projection")
     with pytest.raises(ValueError, match="d_text_input='generator_mu'"):
         StackGANConfig.from_preset("tiny", contrastive_queue=8, contrastive_weight=1.0)
+
+
+@pytest.mark.parametrize("network,size", [(Stage1Discriminator, 64), (Stage2Discriminator, 256)])
+def test_d_stem_adds_a_full_resolution_conv_before_the_paper_encoder(network, size):
+    paper = network(StackGANConfig.from_preset("tiny"))
+    stem = network(StackGANConfig.from_preset("tiny", d_stem=True))
+    ndf = paper.config.df_dim
+    first = stem.encoder[0]
+    assert (first.kernel_size, first.stride, first.out_channels) == ((3, 3), (1, 1), ndf)
+    image = torch.randn(2, 3, size, size)
+    assert stem.encoder[:2](image).shape == (2, ndf, size, size)   # no stride before the stem's output
+    assert stem.encode(image).shape == paper.encode(image).shape == (2, ndf * 8, 4, 4)
+    # the stem, and the first stride-2 conv now reading ndf channels instead of RGB
+    assert count(stem) - count(paper) == 3 * ndf * 9 + (ndf - 3) * ndf * 16

@@ -49,7 +49,7 @@ from stackgan.tracking import JSONLTracker
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
 # string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
-                "stage2_uncond_head", "stage2_image_skip", "captions_per_step", "kl_weight", "gp_weight",
+                "stage2_uncond_head", "stage2_image_skip", "d_stem", "captions_per_step", "kl_weight", "gp_weight",
                 "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
                 "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
@@ -96,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", choices=allowed, default=None)
     p.add_argument("--stage2_uncond_head", type=_bool, default=None)
     p.add_argument("--stage2_image_skip", type=_bool, default=None)
+    p.add_argument("--d_stem", type=_bool, default=None, help="D starts with a full-resolution 3x3 conv (textures)")
     p.add_argument("--conditioning_augmentation", type=_bool, default=None, help="false: c = mu, no KL (ablation)")
     p.add_argument("--icnr", type=_bool, default=None, help="ICNR init of pixelshuffle blocks (default true)")
     p.add_argument("--use_ema", action="store_true", default=None)
