@@ -79,6 +79,14 @@ def test_stage1_then_stage2(shapes, tmp_path):
     assert "Stage-I was trained first" in card2 and card2.count("train.py") >= 2
     # any checkpoint folder loads as a pipeline
     assert StackGANPipeline.from_pretrained(s2 / "checkpoint-2").model.stages == 2
+    # Stage-II resumes on its own Stage-I only: the checkpoint does not hold Stage-I's weights
+    other = train.main(train.parse_args(flags(shapes, tmp_path / "other", "--max_train_steps", 1)))
+    with pytest.raises(ValueError, match=f"another Stage-I model .* than --stage1_model {other}"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", other,
+                                          "--max_train_steps", 3, "--resume_from_checkpoint", "latest")))
+    resumed = train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
+                                                "--max_train_steps", 3, "--resume_from_checkpoint", "latest")))
+    assert StackGANPipeline.from_pretrained(resumed).model.training_info["steps"] == 3
 
 
 def test_killed_run_resumes_to_the_same_weights(shapes, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
@@ -274,6 +275,15 @@ def collapse_warning(config: StackGANConfig, stage: int, step: int, kl: float) -
             f"so the generator no longer sees the caption; {advice}")
 
 
+def weights_fingerprint(module: nn.Module) -> str:
+    """A short hash of a module's weights and buffers, to recognise the same model again."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def redacted_command(argv: list[str]) -> str:
     """The command that ran, for the model card, with the Hub token hidden."""
     words, hide = [], False
@@ -398,6 +408,14 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     state = saved[2] if saved else {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0}
+    if stage1_model is not None:
+        # A Stage-II checkpoint only holds Stage-II; resuming it on another Stage-I would go on
+        # silently with a generator trained on different inputs.
+        fingerprint = weights_fingerprint(model.stage1)
+        if state.setdefault("stage1_fingerprint", fingerprint) != fingerprint:
+            raise ValueError(f"checkpoint {resume} trained Stage-II on another Stage-I model (weights "
+                             f"{state['stage1_fingerprint']}) than --stage1_model {args.stage1_model} "
+                             f"({fingerprint}); resume with that Stage-I model, or use a new --output_dir")
     prompts = args.validation_prompts or DEFAULT_PROMPTS.get(args.dataset) or [c[0] for c in dataset.captions[:4]]
     run_config = {k: v for k, v in vars(args).items() if k not in ("hub_token", "command_line")}
     accelerator.init_trackers("train", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
