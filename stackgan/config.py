@@ -79,8 +79,8 @@ class StackGANConfig:
     stage2_uncond_head: bool = True
     # D first runs a stride-1 3x3 conv at full resolution. The paper's D opens with a stride-2 4x4
     # conv, which aliases textures of a few pixels' period away: told the label, the Stage-II D
-    # encoder learned Shapes' patterns (stripes 6 px, checks 4 px) to 81% in 400 steps with the
-    # stem and 32% without (README, "What D reads").
+    # encoder learned Shapes' patterns (stripes 6 px, checks 4 px) to 76% in 400 steps with the
+    # stem and 37% without (experiments/q6_texture_stem.py; README, "What D reads").
     d_stem: bool = False
     # Stage-II draws a correction on top of the bilinearly upsampled Stage-I image (added before
     # the tanh, in atanh space) instead of the whole image: it starts as an upsampler, so it keeps
