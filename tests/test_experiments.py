@@ -80,3 +80,22 @@ def test_texture_stem_experiment_learns_patterns_from_labels_for_each_arm(stage,
     for curve in results["arms"].values():
         assert [row["step"] for row in curve] == [2]
         assert 0 <= curve[0]["test_accuracy"] <= 1 and curve[0]["loss"] > 0
+
+
+def test_text_conditioning_experiment_probes_every_attribute_in_each_representation(shapes, tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "experiments" / "q7_text_conditioning.py"), "--smoke",
+                    "--data_dir", str(shapes), "--results", str(tmp_path),
+                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
+                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+                   capture_output=True, timeout=600)
+    results = json.loads((tmp_path / "q7_text_conditioning.json").read_text())
+    attributes = {"shape", "color", "size", "position", "pattern", "background"}
+    assert results["model"] == "bundled" and results["probe_steps"] == 2 and results["swap_images"] > 0
+    for arm in ("embedding", "condition_mean", "condition_sample"):
+        rows = results["readability"][arm]
+        assert set(rows) == attributes
+        assert all(0 <= row["test"] <= 1 and 0 < row["chance"] < 1 and row["test_captions"] > 0 for row in rows.values())
+        # Changing an attribute of a caption moves its embedding: a distance of 0 would mean
+        # the encoder (or CA) cannot tell the two captions apart.
+        assert set(results["swap_distance"][arm]) == attributes
+        assert all(distance > 0 for distance in results["swap_distance"][arm].values())
