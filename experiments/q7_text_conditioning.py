@@ -13,7 +13,8 @@ It also measures how far changing one attribute of a full caption moves each rep
 ("swap distance": the mean distance to the caption with that attribute changed, over the mean
 distance between the full captions of two different images).
 
-    python experiments/q7_text_conditioning.py                         # the bundled model
+    python experiments/q7_text_conditioning.py                         # the bundled model's Stage-I
+    python experiments/q7_text_conditioning.py --stage 2               # its Stage-II's own CA
     python experiments/q7_text_conditioning.py --model runs/shapes-stage1
 """
 
@@ -45,10 +46,10 @@ def captions_of(dataset) -> tuple[list[str], np.ndarray]:
 
 
 @torch.no_grad()
-def represent(pipe, embeddings: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The three representations of raw (unstandardised) caption embeddings."""
+def represent(pipe, stage: int, embeddings: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The three representations of raw (unstandardised) caption embeddings, for one stage's CA."""
     standardised = pipe.model.standardize(torch.as_tensor(np.asarray(embeddings, dtype=np.float32)))
-    ca = pipe.model.stage1.ca
+    ca = getattr(pipe.model, f"stage{stage}").ca
     eps = torch.randn(len(standardised), pipe.config.condition_dim, generator=torch.Generator().manual_seed(seed))
     condition, mu, _ = ca(standardised, eps)
     return {"embedding": standardised, "condition_mean": mu, "condition_sample": condition}
@@ -92,10 +93,10 @@ def readability(train, test, steps: int) -> dict:
     return results
 
 
-def swap_distances(pipe, attributes: list[dict]) -> dict:
+def swap_distances(pipe, stage: int, attributes: list[dict]) -> dict:
     """{arm: {attribute: mean distance to the one-attribute-changed caption / mean distance between images}}."""
     bases = [full_caption(a) for a in attributes]
-    base = represent(pipe, pipe.text_encoder.encode(bases))
+    base = represent(pipe, stage, pipe.text_encoder.encode(bases))
     between = {arm: torch.pdist(rep).mean().item() for arm, rep in base.items()}
     results = {arm: {} for arm in ARMS}
     for key, table in VALUES.items():
@@ -106,7 +107,7 @@ def swap_distances(pipe, attributes: list[dict]) -> dict:
                     swapped.append(full_caption({**a, key: value}))
                     owner.append(i)
         # The same eps for a caption and its swaps: the distance is the caption's, not the noise's.
-        rep = represent(pipe, pipe.text_encoder.encode(swapped))
+        rep = represent(pipe, stage, pipe.text_encoder.encode(swapped))
         rep["condition_sample"] = rep["condition_mean"] + (base["condition_sample"] - base["condition_mean"])[owner]
         for arm in ARMS:
             distance = (rep[arm] - base[arm][owner]).norm(dim=1).mean().item()
@@ -115,24 +116,27 @@ def swap_distances(pipe, attributes: list[dict]) -> dict:
 
 
 def main():
-    args = parse_args(__doc__.split("\n")[0], steps=300,
-                      extra=lambda p: p.add_argument("--model", default=None,
-                                                     help="a Stage-I or two-stage model (default: the bundled one)"))
+    def extra(parser):
+        parser.add_argument("--model", default=None, help="a Stage-I or two-stage model (default: the bundled one)")
+        parser.add_argument("--stage", type=int, choices=(1, 2), default=1, help="whose CA to read")
+    args = parse_args(__doc__.split("\n")[0], steps=300, extra=extra)
     ensure_data(args)
     pipe = StackGANPipeline.from_pretrained(args.model) if args.model else StackGANPipeline.from_pretrained()
+    if getattr(pipe.model, f"stage{args.stage}") is None:
+        raise ValueError(f"{args.model} has no Stage-II generator; read its Stage-I with --stage 1")
     splits = {}
     for split in ("train", "test"):
         dataset = build_dataset("shapes", args.data_dir, resolution=pipe.config.stage1_size,
                                 encoder=pipe.text_encoder, split=split)
         captions, full = captions_of(dataset)
-        splits[split] = (represent(pipe, dataset.embeddings, seed=len(split)), captions, full)
+        splits[split] = (represent(pipe, args.stage, dataset.embeddings, seed=len(split)), captions, full)
     images = 4 if args.smoke else 200
     _, attributes = real_shapes(args.data_dir, "test", images, pipe.config.stage1_size)
-    results = {"model": args.model or "bundled", "probe_steps": args.steps,
+    results = {"model": args.model or "bundled", "stage": args.stage, "probe_steps": args.steps,
                "train_captions": len(splits["train"][1]), "test_captions": len(splits["test"][1]),
                "readability": readability(splits["train"], splits["test"], args.steps),
-               "swap_images": len(attributes), "swap_distance": swap_distances(pipe, attributes)}
-    save(args, "q7_text_conditioning", results)
+               "swap_images": len(attributes), "swap_distance": swap_distances(pipe, args.stage, attributes)}
+    save(args, f"q7_text_conditioning_stage{args.stage}", results)
 
 
 if __name__ == "__main__":

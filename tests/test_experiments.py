@@ -82,15 +82,16 @@ def test_texture_stem_experiment_learns_patterns_from_labels_for_each_arm(stage,
         assert 0 <= curve[0]["test_accuracy"] <= 1 and curve[0]["loss"] > 0
 
 
-def test_text_conditioning_experiment_probes_every_attribute_in_each_representation(shapes, tmp_path):
+@pytest.mark.parametrize("stage", [1, 2])
+def test_text_conditioning_experiment_probes_every_attribute_in_each_representation(stage, shapes, tmp_path):
     subprocess.run([sys.executable, str(ROOT / "experiments" / "q7_text_conditioning.py"), "--smoke",
-                    "--data_dir", str(shapes), "--results", str(tmp_path),
+                    "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
                     "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
                    check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
                    capture_output=True, timeout=600)
-    results = json.loads((tmp_path / "q7_text_conditioning.json").read_text())
+    results = json.loads((tmp_path / f"q7_text_conditioning_stage{stage}.json").read_text())
     attributes = {"shape", "color", "size", "position", "pattern", "background"}
-    assert results["model"] == "bundled" and results["probe_steps"] == 2 and results["swap_images"] > 0
+    assert results["model"] == "bundled" and results["stage"] == stage and results["probe_steps"] == 2 and results["swap_images"] > 0
     for arm in ("embedding", "condition_mean", "condition_sample"):
         rows = results["readability"][arm]
         assert set(rows) == attributes
