@@ -181,6 +181,38 @@ def test_stage1_model_must_fit_and_resume_must_match(shapes, tmp_path):
                                           "--resume_from_checkpoint", "latest")))
 
 
+def test_init_from_fine_tunes_a_checkpoints_networks_under_new_flags(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 2, "--use_ema")))
+    init = s1 / "checkpoint-2"
+    # another seed: without --init_from this run would start from other random weights
+    tuned = train.main(train.parse_args(flags(shapes, tmp_path / "tuned", "--max_train_steps", 1, "--use_ema",
+                                              "--kl_weight", 0.5, "--seed", 5, "--init_from", init)))
+    state = json.loads((tuned / "checkpoint-1" / "state.json").read_text())
+    assert state["step"] == 1 and state["init_from"] == str(init) and state["config"]["kl_weight"] == 0.5
+    fresh = train.main(train.parse_args(flags(shapes, tmp_path / "fresh", "--max_train_steps", 1, "--use_ema",
+                                              "--seed", 4)))
+
+    def distance(a, b):  # over the weights; BatchNorm's running statistics jump in any first step
+        return sum((a[k] - b[k]).norm() ** 2 for k in a if a[k].is_floating_point() and "running" not in k) ** 0.5
+    for stem in ("generator", "discriminator", "ema"):
+        start = load_file(str(init / f"{stem}.safetensors"))
+        # one optimiser step away from the checkpoint's networks, not from a new random start
+        near = distance(load_file(str(tuned / "checkpoint-1" / f"{stem}.safetensors")), start)
+        far = distance(load_file(str(fresh / "checkpoint-1" / f"{stem}.safetensors")), start)
+        assert near < 0.2 * far, stem
+    # a killed fine-tune resumes from its own checkpoint, not from --init_from again
+    resumed = train.main(train.parse_args(flags(shapes, tmp_path / "tuned", "--max_train_steps", 2, "--use_ema",
+                                                "--kl_weight", 0.5, "--seed", 5, "--init_from", init,
+                                                "--resume_from_checkpoint", "latest")))
+    state = json.loads((resumed / "checkpoint-2" / "state.json").read_text())
+    assert state["step"] == 2 and state["init_from"] == str(init)
+    with pytest.raises(ValueError, match="its generator does not fit this run's"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
+                                          "--max_train_steps", 1, "--init_from", init)))
+    with pytest.raises(ValueError, match=r"--init_from .*: no checkpoint there \(missing state.json\)"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s3", "--max_train_steps", 1, "--init_from", s1)))
+
+
 def test_config_file_and_flags(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("preset: tiny\ngan_loss: hinge\ntrain_batch_size: 8\n")

@@ -105,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpointing_steps", type=int, default=500)
     p.add_argument("--checkpoints_total_limit", type=int, default=None)
     p.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
+    p.add_argument("--init_from", default=None,
+                   help="start from a checkpoint folder's networks (G, D, EMA) with fresh optimisers at step 0, "
+                        "under this run's flags: fine-tuning with other settings (a resumable checkpoint wins)")
     p.add_argument("--validation_prompts", nargs="+", default=None)
     p.add_argument("--validation_steps", type=int, default=500)
     p.add_argument("--num_validation_images", type=int, default=4)
@@ -332,6 +335,24 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     return d_stats, g_stats
 
 
+def init_networks(folder, generator: nn.Module, discriminator: nn.Module) -> dict:
+    """Load a checkpoint's G and D into this run's networks (--init_from); returns its tensors."""
+    if not (Path(folder) / "state.json").is_file():
+        raise ValueError(f"--init_from {folder}: no checkpoint there (missing state.json)")
+    tensors, _, _ = load_checkpoint(folder)
+    for stem, network in (("generator", generator), ("discriminator", discriminator)):
+        ours = network.state_dict()
+        theirs = tensors.get(stem, {})
+        differ = sorted(k for k in ours.keys() | theirs.keys()
+                        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+        if differ:
+            raise ValueError(f"--init_from {folder}: its {stem} does not fit this run's (stage, preset and "
+                             f"network flags must match); tensors that differ: {differ[:5]}"
+                             + (f" and {len(differ) - 5} more" if len(differ) > 5 else ""))
+        network.load_state_dict(theirs)
+    return tensors
+
+
 def main(args: argparse.Namespace, hub_api=None) -> Path:
     """Run training; returns the output folder (a loadable model folder). `hub_api`: an HfApi."""
     started = time.time()
@@ -381,7 +402,10 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     betas = tuple(config.adam_betas)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.g_learning_rate, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.d_learning_rate, betas=betas)
+    initial = None if saved or not args.init_from else init_networks(args.init_from, generator, discriminator)
     ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
+    if ema is not None and initial is not None and "ema" in initial:
+        ema.load_state_dict(initial["ema"])
     if saved:
         tensors, optimizers, _ = saved
         generator.load_state_dict(tensors["generator"])
@@ -408,6 +432,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     state = saved[2] if saved else {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0}
+    if initial is not None:
+        state["init_from"] = str(args.init_from)
     if stage1_model is not None:
         # A Stage-II checkpoint only holds Stage-II; resuming it on another Stage-I would go on
         # silently with a generator trained on different inputs.
@@ -513,7 +539,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                 continue
             state["step"] += 1
             if ema is not None:
-                ema.update(accelerator.unwrap_model(generator), state["step"])
+                # The warm-up keeps random initial weights out of the average; weights from
+                # --init_from are no such thing.
+                ema.update(accelerator.unwrap_model(generator), None if "init_from" in state else state["step"])
             now = time.time()
             state["train_seconds"] += now - clock
             clock = now
