@@ -31,13 +31,18 @@ def shapes(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_experiment_runs_end_to_end(name, shapes, tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--smoke", "--data_dir", str(shapes),
-                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures"),
-                    "--results", str(tmp_path / "results")],
+def run_smoke(script: str, shapes, tmp_path, *flags, results=None):
+    """One experiment script in --smoke mode on the tiny dataset, its folders under tmp_path."""
+    subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--smoke", *flags, "--data_dir", str(shapes),
+                    "--results", str(results or tmp_path), "--work_dir", str(tmp_path / "work"),
+                    "--figures", str(tmp_path / "figures")],
                    check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
                    capture_output=True, timeout=600)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_experiment_runs_end_to_end(name, shapes, tmp_path):
+    run_smoke(f"{name}.py", shapes, tmp_path, results=tmp_path / "results")
     results = json.loads((tmp_path / "results" / f"{name}.json").read_text())
     runs, figures = EXPECTED[name]
     assert set(results["runs"]) == runs
@@ -55,11 +60,7 @@ def test_experiment_runs_end_to_end(name, shapes, tmp_path):
                                         (2, ["stem", "queue"])])
 def test_discriminator_negatives_experiment_trains_each_arm_and_probes_it(stage, arms, shapes, tmp_path):
     subset = [] if stage == 1 else ["--arms", ",".join(arms)]  # stage 1: every arm, the default
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "q5_discriminator_negatives.py"), "--smoke",
-                    *subset, "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
-                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
-                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-                   capture_output=True, timeout=600)
+    run_smoke("q5_discriminator_negatives.py", shapes, tmp_path, *subset, "--stage", str(stage))
     results = json.loads((tmp_path / f"q5_discriminator_negatives_stage{stage}.json").read_text())
     assert results["stage"] == stage and results["steps"] == 2 and results["images"] > 0
     assert list(results["arms"]) == arms
@@ -70,11 +71,7 @@ def test_discriminator_negatives_experiment_trains_each_arm_and_probes_it(stage,
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_texture_stem_experiment_learns_patterns_from_labels_for_each_arm(stage, shapes, tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "q6_texture_stem.py"), "--smoke",
-                    "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
-                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
-                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-                   capture_output=True, timeout=600)
+    run_smoke("q6_texture_stem.py", shapes, tmp_path, "--stage", str(stage))
     results = json.loads((tmp_path / f"q6_texture_stem_stage{stage}.json").read_text())
     assert results["stage"] == stage and results["chance"] == 0.25 and list(results["arms"]) == ["paper", "stem"]
     for curve in results["arms"].values():
@@ -84,14 +81,11 @@ def test_texture_stem_experiment_learns_patterns_from_labels_for_each_arm(stage,
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_text_conditioning_experiment_probes_every_attribute_in_each_representation(stage, shapes, tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "experiments" / "q7_text_conditioning.py"), "--smoke",
-                    "--stage", str(stage), "--data_dir", str(shapes), "--results", str(tmp_path),
-                    "--work_dir", str(tmp_path / "work"), "--figures", str(tmp_path / "figures")],
-                   check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-                   capture_output=True, timeout=600)
+    run_smoke("q7_text_conditioning.py", shapes, tmp_path, "--stage", str(stage))
     results = json.loads((tmp_path / f"q7_text_conditioning_stage{stage}.json").read_text())
     attributes = {"shape", "color", "size", "position", "pattern", "background"}
-    assert results["model"] == "bundled" and results["stage"] == stage and results["probe_steps"] == 2 and results["swap_images"] > 0
+    assert results["model"] == "bundled" and results["stage"] == stage
+    assert results["probe_steps"] == 2 and results["swap_images"] > 0
     for arm in ("embedding", "condition_mean", "condition_sample"):
         rows = results["readability"][arm]
         assert set(rows) == attributes
