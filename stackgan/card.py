@@ -47,14 +47,10 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     facts = [(k, training[k]) for k in ("dataset", "data_seed", "steps", "wall_time") if k in training]
     if facts or "command" in training:
         lines += ["", "## Training", ""] + [f"- {k.replace('_', ' ')}: {v}" for k, v in facts]
-        if "command" in training:
-            lines += ["", "```bash", str(training["command"]), "```"]
+        lines += run_lines(training, with_facts=False)
     stage1 = training.get("stage1")
     if stage1:
-        lines += ["", "Stage-I was trained first and is frozen in this model:", ""]
-        lines += [f"- {k.replace('_', ' ')}: {stage1[k]}" for k in ("steps", "wall_time") if k in stage1]
-        if "command" in stage1:
-            lines += ["", "```bash", str(stage1["command"]), "```"]
+        lines += ["", "Stage-I was trained first and is frozen in this model:", ""] + run_lines(stage1)
     metrics = training.get("metrics")
     if metrics and all(isinstance(v, dict) for v in metrics.values()):  # {stage: {metric: value}}: one column each
         stages = list(metrics)
@@ -70,6 +66,21 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     if training.get("sample_grid"):
         lines += ["", "## Samples", "", f"![samples]({training['sample_grid']})"]
     return "\n".join(lines) + "\n"
+
+
+def run_lines(run: dict, with_facts: bool = True) -> list[str]:
+    """A run's steps, wall time and command, then the runs it was initialised from (--init_from),
+    newest first, so the card holds every command that made the weights."""
+    lines = [f"- {k.replace('_', ' ')}: {run[k]}" for k in ("steps", "wall_time") if k in run] if with_facts else []
+    if "command" in run:
+        lines += ["", "```bash", str(run["command"]), "```"]
+    parent = run.get("init_from")
+    if isinstance(parent, dict):
+        lines += ["", f"It started from `{parent.get('checkpoint', 'a checkpoint')}` (`--init_from`), made by:", ""]
+        lines += run_lines(parent)
+    elif parent:  # runs from before the record was kept: the path alone
+        lines += ["", f"It started from `{parent}` (`--init_from`)."]
+    return lines
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict:

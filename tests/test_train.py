@@ -188,7 +188,7 @@ def test_init_from_fine_tunes_a_checkpoints_networks_under_new_flags(shapes, tmp
     tuned = train.main(train.parse_args(flags(shapes, tmp_path / "tuned", "--max_train_steps", 1, "--use_ema",
                                               "--kl_weight", 0.5, "--seed", 5, "--init_from", init)))
     state = json.loads((tuned / "checkpoint-1" / "state.json").read_text())
-    assert state["step"] == 1 and state["init_from"] == str(init) and state["config"]["kl_weight"] == 0.5
+    assert state["step"] == 1 and state["init_from"]["checkpoint"] == str(init) and state["config"]["kl_weight"] == 0.5
     fresh = train.main(train.parse_args(flags(shapes, tmp_path / "fresh", "--max_train_steps", 1, "--use_ema",
                                               "--seed", 4)))
 
@@ -205,7 +205,16 @@ def test_init_from_fine_tunes_a_checkpoints_networks_under_new_flags(shapes, tmp
                                                 "--kl_weight", 0.5, "--seed", 5, "--init_from", init,
                                                 "--resume_from_checkpoint", "latest")))
     state = json.loads((resumed / "checkpoint-2" / "state.json").read_text())
-    assert state["step"] == 2 and state["init_from"] == str(init)
+    assert state["step"] == 2 and state["init_from"]["checkpoint"] == str(init)
+    # the card holds every command that made the weights: the fine-tune's, then its parent's
+    parent = json.loads((s1 / "config.json").read_text())["training"]
+    again = train.main(train.parse_args(flags(shapes, tmp_path / "again", "--max_train_steps", 1, "--use_ema",
+                                              "--init_from", resumed / "checkpoint-2")))
+    card = (again / "README.md").read_text()
+    record = json.loads((again / "config.json").read_text())["training"]["init_from"]
+    assert record["steps"] == 2 and record["init_from"]["steps"] == 2 and record["init_from"]["checkpoint"] == str(init)
+    assert card.count("(`--init_from`), made by:") == 2 and parent["command"] in card
+    assert card.index(record["command"]) < card.index(parent["command"])
     with pytest.raises(ValueError, match="its generator does not fit this run's"):
         train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
                                           "--max_train_steps", 1, "--init_from", init)))

@@ -353,6 +353,27 @@ def init_networks(folder, generator: nn.Module, discriminator: nn.Module) -> dic
     return tensors
 
 
+# What a model card shows of a run: enough to rerun it and to know what it cost.
+RUN_RECORD = ("dataset", "seed", "steps", "wall_time", "command", "init_from")
+
+
+def run_record(info: dict) -> dict:
+    return {k: info[k] for k in RUN_RECORD if k in info}
+
+
+def parent_record(folder) -> dict:
+    """The --init_from checkpoint's run, for the card: its folder, steps, wall time, command and
+    (when it was itself a fine-tune) its own parent, so the whole chain can be rerun."""
+    record = {"checkpoint": str(folder)}
+    exported = Path(folder) / "pipeline" / "config.json"
+    if exported.is_file():
+        record.update(run_record(json.loads(exported.read_text()).get("training", {})))
+    else:
+        state = json.loads((Path(folder) / "state.json").read_text())
+        record.update(steps=state["step"], wall_time=f"{state['train_seconds'] / 60:.1f} min")
+    return record
+
+
 def main(args: argparse.Namespace, hub_api=None) -> Path:
     """Run training; returns the output folder (a loadable model folder). `hub_api`: an HfApi."""
     started = time.time()
@@ -433,7 +454,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     state = saved[2] if saved else {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0}
     if initial is not None:
-        state["init_from"] = str(args.init_from)
+        state["init_from"] = parent_record(args.init_from)
     if stage1_model is not None:
         # A Stage-II checkpoint only holds Stage-II; resuming it on another Stage-I would go on
         # silently with a generator trained on different inputs.
@@ -466,9 +487,10 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                   "steps": state["step"], "stage": args.stage,
                                   "wall_time": f"{state['train_seconds'] / 60:.1f} min",
                                   "command": redacted_command(args.command_line)}
+        if "init_from" in state:
+            exported.training_info["init_from"] = state["init_from"]
         if stage1_model is not None:  # the frozen Stage-I's own record, so the card shows both runs
-            exported.training_info["stage1"] = {k: v for k, v in stage1_model.training_info.items()
-                                                if k in ("dataset", "seed", "steps", "wall_time", "command")}
+            exported.training_info["stage1"] = run_record(stage1_model.training_info)
         return exported
 
     def validate() -> Path:
