@@ -364,14 +364,9 @@ def run_record(info: dict) -> dict:
 def parent_record(folder) -> dict:
     """The --init_from checkpoint's run, for the card: its folder, steps, wall time, command and
     (when it was itself a fine-tune) its own parent, so the whole chain can be rerun."""
-    record = {"checkpoint": str(folder)}
-    exported = Path(folder) / "pipeline" / "config.json"
-    if exported.is_file():
-        record.update(run_record(json.loads(exported.read_text()).get("training", {})))
-    else:
-        state = json.loads((Path(folder) / "state.json").read_text())
-        record.update(steps=state["step"], wall_time=f"{state['train_seconds'] / 60:.1f} min")
-    return record
+    exported = Path(folder) / "pipeline" / "config.json"  # every checkpoint writes its pipeline
+    training = json.loads(exported.read_text()).get("training", {}) if exported.is_file() else {}
+    return {"checkpoint": str(folder), **run_record(training)}
 
 
 def main(args: argparse.Namespace, hub_api=None) -> Path:
