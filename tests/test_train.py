@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from stackgan import StackGANPipeline
 from stackgan.data.shapes import generate
+from stackgan.text import TextEncoder
 
 from demo_server import free_port
 
@@ -220,6 +221,22 @@ def test_init_from_fine_tunes_a_checkpoints_networks_under_new_flags(shapes, tmp
                                           "--max_train_steps", 1, "--init_from", init)))
     with pytest.raises(ValueError, match=r"--init_from .*: no checkpoint there \(missing state.json\)"):
         train.main(train.parse_args(flags(shapes, tmp_path / "s3", "--max_train_steps", 1, "--init_from", s1)))
+
+
+def test_train_crop_picks_the_training_view(shapes):
+    args = train.parse_args(flags(shapes, "unused", "--train_crop", "center"))
+    config = train.build_config(args, None)
+    encoder = TextEncoder(config.text_encoder)
+    centre = train.training_dataset(args, config, encoder)
+    random = train.training_dataset(train.parse_args(flags(shapes, "unused")), config, encoder)
+    side = centre.resolution
+    top = (centre.images.shape[-1] - side) // 2
+    expected = torch.from_numpy(centre.images[0, :, top:top + side, top:top + side].astype("float32")) * 2 / 255 - 1
+    # every epoch sees the evaluation view of an image under "center", shifted ones under "random"
+    for epoch in range(3):
+        centre.set_epoch(epoch), random.set_epoch(epoch)
+        assert torch.allclose(centre[0]["image"], expected, atol=1e-6)
+    assert any(not torch.allclose(random[i]["image"], centre[i]["image"]) for i in range(len(random)))
 
 
 def test_config_file_and_flags(tmp_path):

@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataloader_num_workers", type=int, default=0)
+    p.add_argument("--train_crop", choices=("random", "center"), default="random",
+                   help="crop of the 76/64-resized training image: random (paper: augmentation) or center, "
+                        "the evaluation view (Shapes: a random crop blurs the position the caption names)")
     # Model options and stabilisers (see README): default to the preset's values
     for name in ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "captions_per_step", "contrastive_queue"):
         p.add_argument(f"--{name}", type=int, default=None)
@@ -369,6 +372,15 @@ def parent_record(folder) -> dict:
     return {"checkpoint": str(folder), **run_record(training)}
 
 
+def training_dataset(args, config: StackGANConfig, encoder):
+    """The stage's training split, built (with its caches) under the run's data flags."""
+    return build_dataset(args.dataset, args.data_dir, encoder=encoder,
+                         resolution=config.stage1_size if args.stage == 1 else config.stage2_size,
+                         captions_per_step=config.captions_per_step,
+                         wrong_image="other_class" if config.wrong_image == "other_class" else "none",
+                         crop=args.train_crop, seed=args.seed, on_error=args.on_error)
+
+
 def main(args: argparse.Namespace, hub_api=None) -> Path:
     """Run training; returns the output folder (a loadable model folder). `hub_api`: an HfApi."""
     started = time.time()
@@ -398,12 +410,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
         raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
                          "resume with the same --preset and flags, or use a new --output_dir")
     encoder = TextEncoder(config.text_encoder)
-    resolution = config.stage1_size if args.stage == 1 else config.stage2_size
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
-        dataset = build_dataset(args.dataset, args.data_dir, resolution=resolution, encoder=encoder,
-                                captions_per_step=config.captions_per_step,
-                                wrong_image="other_class" if config.wrong_image == "other_class" else "none",
-                                seed=args.seed, on_error=args.on_error)
+        dataset = training_dataset(args, config, encoder)
     torch.manual_seed(args.seed)  # the initial weights; every later draw has its own seeded generator
     model = StackGANModel(config.to_dict(), stages=args.stage)
     if stage1_model is not None:
@@ -465,7 +473,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
 
     total_batch = config.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     accelerator.print("***** Running training *****\n"
-                      f"  Stage = {args.stage} ({resolution}x{resolution}), preset = {config.preset}\n"
+                      f"  Stage = {args.stage} ({dataset.resolution} px, {args.train_crop} crops), preset = {config.preset}\n"
                       f"  Num examples = {len(dataset)}\n  Num epochs = {num_epochs}\n"
                       f"  Batch size per device = {config.batch_size}\n"
                       f"  Total train batch size (w. parallel & accumulation) = {total_batch}\n"
