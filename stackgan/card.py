@@ -76,7 +76,8 @@ def run_lines(run: dict, with_facts: bool = True) -> list[str]:
         lines += ["", "```bash", str(run["command"]), "```"]
     parent = run.get("init_from")
     if isinstance(parent, dict):
-        lines += ["", f"It started from `{parent.get('checkpoint', 'a checkpoint')}` (`--init_from`), made by:", ""]
+        source = parent.get("checkpoint") or parent.get("model", "a checkpoint")
+        lines += ["", f"It started from `{source}` (`--init_from`), made by:", ""]
         lines += run_lines(parent)
     elif parent:  # runs from before the record was kept: the path alone
         lines += ["", f"It started from `{parent}` (`--init_from`)."]

@@ -219,8 +219,39 @@ def test_init_from_fine_tunes_a_checkpoints_networks_under_new_flags(shapes, tmp
     with pytest.raises(ValueError, match="its generator does not fit this run's"):
         train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
                                           "--max_train_steps", 1, "--init_from", init)))
-    with pytest.raises(ValueError, match=r"--init_from .*: no checkpoint there \(missing state.json\)"):
-        train.main(train.parse_args(flags(shapes, tmp_path / "s3", "--max_train_steps", 1, "--init_from", s1)))
+
+
+def test_init_from_an_exported_model_takes_its_generator_and_a_fresh_discriminator(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 2, "--use_ema")))
+    exported = StackGANPipeline.from_pretrained(s1).model
+    other = tmp_path / "other-data"  # other captions: other statistics of their embeddings
+    generate(other, num_images=20, seed=1, workers=1, progress=False)
+    # an exported model has no D, so this run may pick another D head
+    tuned = train.main(train.parse_args(flags(other, tmp_path / "tuned", "--max_train_steps", 1, "--use_ema",
+                                              "--seed", 5, "--d_matching", "spatial_inner_product",
+                                              "--init_from", s1)))
+    fresh = train.main(train.parse_args(flags(shapes, tmp_path / "fresh", "--max_train_steps", 1, "--use_ema",
+                                              "--seed", 5, "--d_matching", "spatial_inner_product")))
+    start = exported.stage1.state_dict()
+
+    def distance(a):
+        return sum((a[k] - start[k]).norm() ** 2 for k in start if a[k].is_floating_point() and "running" not in k) ** 0.5
+    for stem in ("generator", "ema"):
+        near = distance(load_file(str(tuned / "checkpoint-1" / f"{stem}.safetensors")))
+        far = distance(load_file(str(fresh / "checkpoint-1" / f"{stem}.safetensors")))
+        assert near < 0.2 * far, stem
+    # the text is standardised as the exported generator learnt it
+    assert torch.equal(StackGANPipeline.from_pretrained(tuned).model.text_std, exported.text_std)
+    record = json.loads((tuned / "config.json").read_text())["training"]["init_from"]
+    assert record["model"] == str(s1) and record["command"] == exported.training_info["command"]
+    assert f"It started from `{s1}` (`--init_from`), made by:" in (tuned / "README.md").read_text()
+    # a two-stage model's Stage-I fine-tune records the Stage-I run inside it
+    two = type(exported)(exported.config.to_dict(), stages=2, training={"command": "stage 2", "stage1": {"command": "stage 1"}})
+    assert train.parent_record("m", two, stage=1)["command"] == "stage 1"
+    assert train.parent_record("m", two, stage=2)["command"] == "stage 2"
+    with pytest.raises((ValueError, FileNotFoundError), match="nothing-here"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "s3", "--max_train_steps", 1,
+                                          "--init_from", tmp_path / "nothing-here")))
 
 
 def test_train_crop_picks_the_training_view(shapes):

@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoints_total_limit", type=int, default=None)
     p.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
     p.add_argument("--init_from", default=None,
-                   help="start from a checkpoint folder's networks (G, D, EMA) with fresh optimisers at step 0, "
+                   help="start from a checkpoint folder's networks (G, D, EMA), or an exported model's generator "
+                        "(folder or Hub id; D starts fresh), with fresh optimisers at step 0, "
                         "under this run's flags: fine-tuning with other settings (a resumable checkpoint wins)")
     p.add_argument("--validation_prompts", nargs="+", default=None)
     p.add_argument("--validation_steps", type=int, default=500)
@@ -338,18 +339,32 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     return d_stats, g_stats
 
 
-def init_networks(folder, generator: nn.Module, discriminator: nn.Module) -> dict:
-    """Load a checkpoint's G and D into this run's networks (--init_from); returns its tensors."""
-    if not (Path(folder) / "state.json").is_file():
-        raise ValueError(f"--init_from {folder}: no checkpoint there (missing state.json)")
-    tensors, _, _ = load_checkpoint(folder)
-    for stem, network in (("generator", generator), ("discriminator", discriminator)):
+def is_checkpoint(source) -> bool:
+    return (Path(source) / "state.json").is_file()
+
+
+def init_networks(source, generator: nn.Module, discriminator: nn.Module, stage: int,
+                  model: StackGANModel | None) -> dict:
+    """Load --init_from's networks into this run's; returns the tensors loaded ("generator", and
+    "discriminator" and "ema" where there are such). A training checkpoint gives G, D and the EMA
+    generator; an exported model (`model`, a folder or Hub id) only its generator, which also
+    starts the EMA, while D starts fresh under this run's D flags."""
+    if model is not None:
+        if model.stages < stage:
+            raise ValueError(f"--init_from {source}: a {model.stages}-stage model has no Stage-{stage} generator")
+        generator_tensors = getattr(model, f"stage{stage}").state_dict()
+        tensors = {"generator": generator_tensors, "ema": generator_tensors}
+        pairs = (("generator", generator),)
+    else:
+        tensors, _, _ = load_checkpoint(source)
+        pairs = (("generator", generator), ("discriminator", discriminator))
+    for stem, network in pairs:
         ours = network.state_dict()
         theirs = tensors.get(stem, {})
         differ = sorted(k for k in ours.keys() | theirs.keys()
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
         if differ:
-            raise ValueError(f"--init_from {folder}: its {stem} does not fit this run's (stage, preset and "
+            raise ValueError(f"--init_from {source}: its {stem} does not fit this run's (stage, preset and "
                              f"network flags must match); tensors that differ: {differ[:5]}"
                              + (f" and {len(differ) - 5} more" if len(differ) > 5 else ""))
         network.load_state_dict(theirs)
@@ -364,12 +379,15 @@ def run_record(info: dict) -> dict:
     return {k: info[k] for k in RUN_RECORD if k in info}
 
 
-def parent_record(folder) -> dict:
-    """The --init_from checkpoint's run, for the card: its folder, steps, wall time, command and
+def parent_record(source, model: StackGANModel | None = None, stage: int = 1) -> dict:
+    """The --init_from run, for the card: its checkpoint (or model), steps, wall time, command and
     (when it was itself a fine-tune) its own parent, so the whole chain can be rerun."""
-    exported = Path(folder) / "pipeline" / "config.json"  # every checkpoint writes its pipeline
+    if model is not None:  # a two-stage model's record is its Stage-II run's, with its Stage-I's inside
+        info = model.training_info or {}
+        return {"model": str(source), **run_record(info.get("stage1", {}) if stage == 1 and model.stages == 2 else info)}
+    exported = Path(source) / "pipeline" / "config.json"  # every checkpoint writes its pipeline
     training = json.loads(exported.read_text()).get("training", {}) if exported.is_file() else {}
-    return {"checkpoint": str(folder), **run_record(training)}
+    return {"checkpoint": str(source), **run_record(training)}
 
 
 def training_dataset(args, config: StackGANConfig, encoder):
@@ -409,6 +427,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
         diff = sorted(k for k, v in config.to_dict().items() if stored.get(k) != v)
         raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
                          "resume with the same --preset and flags, or use a new --output_dir")
+    # An exported model to fine-tune (--init_from a model folder or Hub id, not a checkpoint).
+    init_model = (StackGANModel.from_pretrained(args.init_from)
+                  if args.init_from and not saved and not is_checkpoint(args.init_from) else None)
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
@@ -417,6 +438,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     if stage1_model is not None:
         model.stage1.load_state_dict(stage1_model.stage1.state_dict())
         model.set_text_statistics(stage1_model.text_mean, stage1_model.text_std)
+    elif init_model is not None:  # its generator reads text standardised its own way
+        model.set_text_statistics(init_model.text_mean, init_model.text_std)
     else:
         model.set_text_statistics(dataset.embedding_mean, dataset.embedding_std)
     generator = model.stage1 if args.stage == 1 else model.stage2
@@ -426,7 +449,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     betas = tuple(config.adam_betas)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.g_learning_rate, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.d_learning_rate, betas=betas)
-    initial = None if saved or not args.init_from else init_networks(args.init_from, generator, discriminator)
+    initial = (None if saved or not args.init_from
+               else init_networks(args.init_from, generator, discriminator, args.stage, init_model))
     ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
     if ema is not None and initial is not None and "ema" in initial:
         ema.load_state_dict(initial["ema"])
@@ -457,7 +481,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     num_epochs = math.ceil(max_steps / updates_per_epoch)
     state = saved[2] if saved else {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0}
     if initial is not None:
-        state["init_from"] = parent_record(args.init_from)
+        state["init_from"] = parent_record(args.init_from, init_model, args.stage)
     if stage1_model is not None:
         # A Stage-II checkpoint only holds Stage-II; resuming it on another Stage-I would go on
         # silently with a generator trained on different inputs.
