@@ -112,6 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start from a checkpoint folder's networks (G, D, EMA), or an exported model's generator "
                         "(folder or Hub id; D starts fresh), with fresh optimisers at step 0, "
                         "under this run's flags: fine-tuning with other settings (a resumable checkpoint wins)")
+    p.add_argument("--d_warmup_steps", type=int, default=0,
+                   help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
     p.add_argument("--validation_steps", type=int, default=500)
     p.add_argument("--num_validation_images", type=int, default=4)
@@ -301,10 +303,11 @@ def redacted_command(argv: list[str]) -> str:
 
 
 def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
-               wrong=None, check_finite=None) -> tuple[dict, dict]:
+               wrong=None, check_finite=None, update_g: bool = True) -> tuple[dict, dict]:
     """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
     matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
-    (two for the mode-seeking loss). Returns D's and G's statistics."""
+    (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
+    holds still (--d_warmup_steps). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
     z, eps1, eps2 = (torch.cat([draw[i] for draw in noise]).to(device) for i in range(3))
     e = embedding.repeat(len(noise), 1)
@@ -332,7 +335,8 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     if check_finite:
         check_finite("g_loss", g_loss)
     accelerator.backward(g_loss)
-    opt_g.step()
+    if update_g:
+        opt_g.step()
     opt_g.zero_grad(set_to_none=True)
     discriminator.requires_grad_(True)
     discriminator.enqueue(embedding)  # only now: a batch's captions are never their own negatives
@@ -583,7 +587,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
             noise = step_noise(args.seed, micro_step, accelerator.process_index, real.shape[0], config, draws)
             with accelerator.accumulate(generator, d_step):
                 d_stats, g_stats = train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d,
-                                              real, embedding, noise, batch.get("wrong_image"), check_finite)
+                                              real, embedding, noise, batch.get("wrong_image"), check_finite,
+                                              update_g=state["step"] >= args.d_warmup_steps)
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
