@@ -158,6 +158,8 @@ def test_bad_inputs_fail_before_training(shapes, tmp_path):
         train.main(train.parse_args(flags(shapes, tmp_path / "o", "--push_to_hub")))
     with pytest.raises(ValueError, match="token"):
         train.main(train.parse_args(flags(shapes, tmp_path / "o", "--report_to", "wandb", "--hub_token", "hf_x")))
+    with pytest.raises(ValueError, match="--d_warmup_steps must be >= 0, got -1"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "o", "--d_warmup_steps", -1)))
 
 
 def test_stage1_model_must_fit_and_resume_must_match(shapes, tmp_path):

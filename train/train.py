@@ -220,6 +220,8 @@ def check_args(args) -> None:
                          "log in with `hf auth login` instead of passing --hub_token")
     if args.max_train_minutes is not None and not args.max_train_minutes > 0:
         raise ValueError(f"--max_train_minutes must be > 0, got {args.max_train_minutes}")
+    if args.d_warmup_steps < 0:
+        raise ValueError(f"--d_warmup_steps must be >= 0, got {args.d_warmup_steps}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
     if args.stage == 2 and not args.stage1_model:
