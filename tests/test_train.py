@@ -251,8 +251,12 @@ def test_init_from_an_exported_model_takes_its_generator_and_a_fresh_discriminat
         assert (distance(g) > 0) == moved, step
     d1, d2 = (load_file(str(warm / f"checkpoint-{step}" / "discriminator.safetensors")) for step in (1, 2))
     assert any(not torch.equal(d1[k], d2[k]) for k in d1)
-    # the text is standardised as the exported generator learnt it
+    # the text is standardised as the exported generator learnt it, after a resume too
     assert torch.equal(StackGANPipeline.from_pretrained(tuned).model.text_std, exported.text_std)
+    resumed = train.main(train.parse_args(flags(other, tmp_path / "tuned", "--max_train_steps", 2, "--use_ema",
+                                                "--seed", 5, "--d_matching", "spatial_inner_product",
+                                                "--init_from", s1, "--resume_from_checkpoint", "latest")))
+    assert torch.equal(StackGANPipeline.from_pretrained(resumed).model.text_std, exported.text_std)
     record = json.loads((tuned / "config.json").read_text())["training"]["init_from"]
     assert record["model"] == str(s1) and record["command"] == exported.training_info["command"]
     assert f"It started from `{s1}` (`--init_from`), made by:" in (tuned / "README.md").read_text()

@@ -433,9 +433,10 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
         diff = sorted(k for k, v in config.to_dict().items() if stored.get(k) != v)
         raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
                          "resume with the same --preset and flags, or use a new --output_dir")
-    # An exported model to fine-tune (--init_from a model folder or Hub id, not a checkpoint).
+    # An exported model to fine-tune (--init_from a model folder or Hub id, not a checkpoint); a
+    # resumed fine-tune reads it again for its text statistics.
     init_model = (StackGANModel.from_pretrained(args.init_from)
-                  if args.init_from and not saved and not is_checkpoint(args.init_from) else None)
+                  if args.init_from and not is_checkpoint(args.init_from) else None)
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
