@@ -433,10 +433,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
         diff = sorted(k for k, v in config.to_dict().items() if stored.get(k) != v)
         raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
                          "resume with the same --preset and flags, or use a new --output_dir")
-    # An exported model to fine-tune (--init_from a model folder or Hub id, not a checkpoint); a
-    # resumed fine-tune reads it again for its text statistics.
+    # An exported model to fine-tune (--init_from a model folder or Hub id, not a checkpoint).
     init_model = (StackGANModel.from_pretrained(args.init_from)
-                  if args.init_from and not is_checkpoint(args.init_from) else None)
+                  if args.init_from and not saved and not is_checkpoint(args.init_from) else None)
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
@@ -444,9 +443,11 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     model = StackGANModel(config.to_dict(), stages=args.stage)
     if stage1_model is not None:
         model.stage1.load_state_dict(stage1_model.stage1.state_dict())
-        model.set_text_statistics(stage1_model.text_mean, stage1_model.text_std)
-    elif init_model is not None:  # its generator reads text standardised its own way
-        model.set_text_statistics(init_model.text_mean, init_model.text_std)
+    # The text statistics the generator learns with: a resumed run keeps its own (its checkpoint's
+    # pipeline), Stage-II takes its Stage-I's, a fine-tune its exported model's; else the captions'.
+    learnt = StackGANModel.from_pretrained(resume) if saved else stage1_model or init_model
+    if learnt is not None:
+        model.set_text_statistics(learnt.text_mean, learnt.text_std)
     else:
         model.set_text_statistics(dataset.embedding_mean, dataset.embedding_std)
     generator = model.stage1 if args.stage == 1 else model.stage2
