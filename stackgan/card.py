@@ -9,7 +9,8 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     """Hub front matter + what the model is, how it was trained, its metrics, and how to load it.
 
     `training` may hold: dataset, command, steps, wall_time, data_seed, repo_id, metrics (a dict
-    of stage -> {metric: value}, or metric -> value), sample_grid (a file name beside the card).
+    of stage -> {metric: value}, or metric -> value), sample_grid (a file name beside the card),
+    discriminators (the stages whose D ships beside the model, for fine-tuning).
     """
     repo_id = training.get("repo_id", "path/to/this/folder")
     lines = [
@@ -61,6 +62,11 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     elif metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value} |" for name, value in flatten(metrics).items()]
+    if training.get("discriminators"):
+        stages_with_d = " and ".join(f"Stage-{'I' * s}" for s in training["discriminators"])
+        lines += ["", f"The {stages_with_d} discriminator{'s' if len(training['discriminators']) > 1 else ''} "
+                  "this model was trained against ship in `discriminators.safetensors`: "
+                  "`train/train.py --init_from` continues from them (inference never reads them)."]
     if training.get("note"):
         lines += ["", f"> {training['note']}"]
     if training.get("sample_grid"):

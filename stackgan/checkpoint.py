@@ -71,3 +71,31 @@ def load_checkpoint(folder: str | Path) -> tuple[dict, dict, dict]:
     tensors = {p.stem: load_file(str(p)) for p in folder.glob("*.safetensors")}
     optimizers = torch.load(folder / "optimizers.pt", weights_only=True)
     return tensors, optimizers, json.loads((folder / "state.json").read_text())
+
+
+# A published model may carry the discriminators it was trained against, so that a fine-tune of
+# it (train.py --init_from) continues the adversarial game instead of restarting it: every fresh
+# D cost the bundled model 15-25 points of shape accuracy (README "Where the object goes").
+# Inference never reads this file; Hub pulls fetch it only for training (resolve_model_folder).
+DISCRIMINATORS_FILE = "discriminators.safetensors"
+
+
+def save_discriminators(folder: str | Path, discriminators: dict[int, dict]) -> Path:
+    """Write {stage: D state dict} into one safetensors file, keys prefixed `stage<N>.`."""
+    path = Path(folder) / DISCRIMINATORS_FILE
+    save_file({f"stage{stage}.{key}": value.detach().cpu().contiguous()
+               for stage, tensors in sorted(discriminators.items()) for key, value in tensors.items()}, str(path))
+    return path
+
+
+def load_discriminator(folder: str | Path, stage: int) -> dict | None:
+    """The Stage-`stage` D a model folder carries, or None where it carries none."""
+    path = Path(folder) / DISCRIMINATORS_FILE
+    if not path.is_file():
+        return None
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"{path} is not a valid safetensors file: {error}") from None
+    prefix = f"stage{stage}."
+    return {key[len(prefix):]: value for key, value in tensors.items() if key.startswith(prefix)} or None

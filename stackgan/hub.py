@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .checkpoint import DISCRIMINATORS_FILE
+
 # What a published model folder holds; everything else (checkpoint-*, logs) stays local.
 MODEL_FILES = ("config.json", "model.safetensors", "README.md", "*.png", "*.json")
 NEVER_UPLOAD = ("checkpoint-*", "checkpoint-*/**", "samples/**", "logs/**", "*.tmp")
@@ -12,11 +14,12 @@ NEVER_UPLOAD = ("checkpoint-*", "checkpoint-*/**", "samples/**", "logs/**", "*.t
 
 def resolve_model_folder(path_or_repo_id: str | os.PathLike, *, revision: str | None = None,
                          cache_dir: str | None = None, token: str | bool | None = None,
-                         local_files_only: bool = False) -> Path:
+                         local_files_only: bool = False, discriminators: bool = False) -> Path:
     """A folder holding config.json + model.safetensors.
 
     Accepts a model folder, a train/ output or checkpoint-N folder (its `pipeline/` subfolder), or
     a Hub repo id (downloaded with snapshot_download, honouring HF_HUB_OFFLINE and the cache).
+    `discriminators`: also fetch the discriminators a model may carry (for fine-tuning it).
     """
     path = Path(path_or_repo_id).expanduser()
     if path.is_dir():
@@ -31,7 +34,8 @@ def resolve_model_folder(path_or_repo_id: str | os.PathLike, *, revision: str | 
     from huggingface_hub import snapshot_download
 
     folder = snapshot_download(repo_id=text, revision=revision, cache_dir=cache_dir, token=token,
-                               local_files_only=local_files_only, allow_patterns=list(MODEL_FILES))
+                               local_files_only=local_files_only,
+                               allow_patterns=[*MODEL_FILES, *([DISCRIMINATORS_FILE] if discriminators else [])])
     return Path(folder)
 
 

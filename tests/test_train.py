@@ -269,6 +269,55 @@ def test_init_from_an_exported_model_takes_its_generator_and_a_fresh_discriminat
                                           "--init_from", tmp_path / "nothing-here")))
 
 
+def test_a_model_that_ships_its_discriminator_is_fine_tuned_against_it(shapes, tmp_path, capsys):
+    from test_package_model import package_model
+    from test_pipeline import fabricate_hub_cache
+    from stackgan.checkpoint import load_discriminator
+
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 2, "--use_ema")))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"stages": {"stage1": {"num_samples": 4, "image_size": 16}}}))
+    bundle = package_model.main(["--model", str(s1 / "checkpoint-2"), "--report", str(report),
+                                 "--out", str(tmp_path / "bundle"), "--discriminator", str(s1 / "checkpoint-2")])
+    shipped = load_file(str(s1 / "checkpoint-2" / "discriminator.safetensors"))
+    loaded = load_discriminator(bundle, 1)
+    assert loaded.keys() == shipped.keys() and all(torch.equal(loaded[k], v) for k, v in shipped.items())
+    assert load_discriminator(bundle, 2) is None
+    assert "Stage-I discriminator this model was trained against ship" in (bundle / "README.md").read_text()
+    # a D trained beside another generator is refused
+    other = train.main(train.parse_args(flags(shapes, tmp_path / "other", "--max_train_steps", 1, "--seed", 9)))
+    with pytest.raises(ValueError, match="generator is not this model's"):
+        package_model.main(["--model", str(s1), "--report", str(report), "--out", str(tmp_path / "no"),
+                            "--discriminator", str(other / "checkpoint-1")])
+    assert not (tmp_path / "no").exists()
+
+    def distance(a, b):
+        return sum((a[k] - b[k]).norm() ** 2 for k in b if b[k].is_floating_point() and "running" not in k) ** 0.5
+    # under the same D flags the fine-tune's D starts from the shipped one (one step away from it)...
+    same = train.main(train.parse_args(flags(shapes, tmp_path / "same", "--max_train_steps", 1, "--use_ema",
+                                             "--seed", 5, "--init_from", bundle)))
+    # ...under others it starts fresh, as it does from a model without one
+    fresh = train.main(train.parse_args(flags(shapes, tmp_path / "fresh", "--max_train_steps", 1, "--use_ema",
+                                              "--seed", 5, "--init_from", s1)))
+    near = distance(load_file(str(same / "checkpoint-1" / "discriminator.safetensors")), shipped)
+    far = distance(load_file(str(fresh / "checkpoint-1" / "discriminator.safetensors")), shipped)
+    assert near < 0.2 * far
+    capsys.readouterr()
+    swapped = train.main(train.parse_args(flags(shapes, tmp_path / "swapped", "--max_train_steps", 1, "--seed", 5,
+                                                "--d_matching", "spatial_inner_product", "--init_from", bundle)))
+    assert (swapped / "model.safetensors").is_file()
+    assert "discriminator was trained under other D flags" in capsys.readouterr().out
+    # and from the Hub: the training pull fetches discriminators.safetensors with the model
+    cache = tmp_path / "cache"
+    repo_id = fabricate_hub_cache(bundle, cache)
+    result = run(*flags(shapes, tmp_path / "hub", "--max_train_steps", 1, "--seed", 5, "--init_from", repo_id),
+                 env={"HF_HUB_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"--init_from {repo_id}: D continues from the model's Stage-1 discriminator" in result.stdout + result.stderr
+    hub = load_file(str(tmp_path / "hub" / "checkpoint-1" / "discriminator.safetensors"))
+    assert distance(hub, shipped) < 0.2 * far
+
+
 def test_train_crop_picks_the_training_view(shapes):
     args = train.parse_args(flags(shapes, "unused", "--train_crop", "center"))
     config = train.build_config(args, None)

@@ -7,6 +7,10 @@ Copies the model (weights, config with its training record), writes `evaluation.
 report) and the report's sample grid beside it, and regenerates the model card with the metric
 table: per stage, the attribute accuracies, held-out-pair accuracy, diversity ratio and the
 domain FID/KID, with the sample counts. The weights are verified to load back identically.
+
+`--discriminator CHECKPOINT` (once per stage) ships the D a stage's generator was trained against,
+from that run's training checkpoint, so a fine-tune of the published model (`train.py --init_from`)
+need not start a fresh one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import json
 import shutil
 from pathlib import Path
 
-from stackgan import StackGANPipeline
+import torch
+from safetensors.torch import load_file
+
+from stackgan import StackGANModel, StackGANPipeline
+from stackgan.checkpoint import load_discriminator, save_discriminators
 from stackgan.pipeline import verify_model_folder
 
 
@@ -40,6 +48,29 @@ def metric_table(report: dict) -> dict:
     return table
 
 
+def checkpoint_discriminators(checkpoints: list[str], model: StackGANModel) -> dict[int, dict]:
+    """{stage: D state dict} from training checkpoints, each checked to belong to `model`: the
+    checkpoint's exported generator must be the model's generator of that stage, bit for bit."""
+    found = {}
+    for folder in map(Path, checkpoints):
+        weights = folder / "discriminator.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"--discriminator {folder}: no discriminator.safetensors (expected a "
+                                    "train/train.py checkpoint-N folder)")
+        trained = StackGANModel.from_pretrained(folder)
+        stage = trained.stages
+        if stage in found:
+            raise ValueError(f"--discriminator {folder}: a second Stage-{stage} discriminator")
+        if stage > model.stages:
+            raise ValueError(f"--discriminator {folder}: a Stage-{stage} D for a {model.stages}-stage model")
+        ours, theirs = (getattr(m, f"stage{stage}").state_dict() for m in (model, trained))
+        if any(not torch.equal(ours[key], theirs[key]) for key in ours):
+            raise ValueError(f"--discriminator {folder}: its Stage-{stage} generator is not this model's; "
+                             "that D was trained against another generator")
+        found[stage] = load_file(str(weights))
+    return found
+
+
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder, train/ output or checkpoint folder")
@@ -47,11 +78,14 @@ def main(argv=None) -> Path:
     parser.add_argument("--out", required=True, help="folder to write (replaced if it holds a model)")
     parser.add_argument("--note", default=None, help="a sentence for the card (e.g. what is still missing)")
     parser.add_argument("--repo_id", default=None, help="the Hub id the card's example loads (default: a placeholder path)")
+    parser.add_argument("--discriminator", action="append", default=[], metavar="CHECKPOINT",
+                        help="a training checkpoint of one of the model's stages: ship its D (repeat per stage)")
     args = parser.parse_args(argv)
 
     report_path = Path(args.report)
     report = json.loads(report_path.read_text())
     pipe = StackGANPipeline.from_pretrained(args.model)
+    discriminators = checkpoint_discriminators(args.discriminator, pipe.model)
     info = pipe.model.training_info
     info["metrics"] = metric_table(report)
     if args.repo_id:
@@ -65,12 +99,21 @@ def main(argv=None) -> Path:
         info["sample_grid"] = "samples.png"
     if args.note:
         info["note"] = args.note
+    info.pop("discriminators", None)  # what this folder ships, not what a model it came from did
+    if discriminators:
+        info["discriminators"] = sorted(discriminators)
 
     out = Path(args.out)
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     pipe.save_pretrained(staging)
     verify_model_folder(staging, pipe.model)
+    if discriminators:
+        save_discriminators(staging, discriminators)
+        for stage, tensors in discriminators.items():
+            loaded = load_discriminator(staging, stage)
+            if loaded.keys() != tensors.keys() or any(not torch.equal(loaded[k], v) for k, v in tensors.items()):
+                raise ValueError(f"Stage-{stage} discriminator changed in the save/load round trip")
     (staging / "evaluation.json").write_text(json.dumps(report, indent=1))
     if grid.is_file():
         shutil.copyfile(grid, staging / "samples.png")

@@ -38,9 +38,9 @@ from accelerate.utils import ProjectConfiguration
 from stackgan import (ExponentialMovingAverage, StackGANConfig, StackGANModel, StackGANPipeline,
                       Stage1Discriminator, Stage2Discriminator)
 from stackgan.config import CHOICES
-from stackgan.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from stackgan.checkpoint import load_checkpoint, load_discriminator, resolve_checkpoint, save_checkpoint
 from stackgan.data import build_dataset
-from stackgan.hub import upload_model_folder
+from stackgan.hub import resolve_model_folder, upload_model_folder
 from stackgan.images import make_grid
 from stackgan.losses import discriminator_objective, generator_objective
 from stackgan.pipeline import verify_model_folder
@@ -110,7 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
     p.add_argument("--init_from", default=None,
                    help="start from a checkpoint folder's networks (G, D, EMA), or an exported model's generator "
-                        "(folder or Hub id; D starts fresh), with fresh optimisers at step 0, "
+                        "(folder or Hub id), with the discriminator it carries if that fits this run's D flags, else a fresh D; "
+                        "fresh optimisers at step 0, "
                         "under this run's flags: fine-tuning with other settings (a resumable checkpoint wins)")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
@@ -350,31 +351,45 @@ def is_checkpoint(source) -> bool:
 
 
 def init_networks(source, generator: nn.Module, discriminator: nn.Module, stage: int,
-                  model: StackGANModel | None) -> dict:
+                  model: StackGANModel | None, model_discriminator: dict | None = None, log=print) -> dict:
     """Load --init_from's networks into this run's; returns the tensors loaded ("generator", and
     "discriminator" and "ema" where there are such). A training checkpoint gives G, D and the EMA
-    generator; an exported model (`model`, a folder or Hub id) only its generator, which also
-    starts the EMA, while D starts fresh under this run's D flags."""
+    generator; an exported model (`model`, a folder or Hub id) its generator, which also starts the
+    EMA, and the D it carries (`model_discriminator`) where that fits this run's D flags: a D
+    under other flags (another --d_matching, say) starts fresh, as it does for a model without one."""
     if model is not None:
         if model.stages < stage:
             raise ValueError(f"--init_from {source}: a {model.stages}-stage model has no Stage-{stage} generator")
         generator_tensors = getattr(model, f"stage{stage}").state_dict()
         tensors = {"generator": generator_tensors, "ema": generator_tensors}
-        pairs = (("generator", generator),)
+        pairs = [("generator", generator)]
+        if model_discriminator is None:
+            log(f"--init_from {source}: the model carries no Stage-{stage} discriminator; D starts fresh")
+        elif differ := mismatched(discriminator, model_discriminator):
+            log(f"--init_from {source}: its Stage-{stage} discriminator was trained under other D flags "
+                f"(tensors that differ: {differ[:5]}); D starts fresh")
+        else:
+            log(f"--init_from {source}: D continues from the model's Stage-{stage} discriminator")
+            tensors["discriminator"] = model_discriminator
+            pairs.append(("discriminator", discriminator))
     else:
         tensors, _, _ = load_checkpoint(source)
-        pairs = (("generator", generator), ("discriminator", discriminator))
+        pairs = [("generator", generator), ("discriminator", discriminator)]
     for stem, network in pairs:
-        ours = network.state_dict()
         theirs = tensors.get(stem, {})
-        differ = sorted(k for k in ours.keys() | theirs.keys()
-                        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
-        if differ:
+        if differ := mismatched(network, theirs):
             raise ValueError(f"--init_from {source}: its {stem} does not fit this run's (stage, preset and "
                              f"network flags must match); tensors that differ: {differ[:5]}"
                              + (f" and {len(differ) - 5} more" if len(differ) > 5 else ""))
         network.load_state_dict(theirs)
     return tensors
+
+
+def mismatched(network: nn.Module, tensors: dict) -> list[str]:
+    """Names of the tensors that are missing on either side or differ in shape."""
+    ours = network.state_dict()
+    return sorted(k for k in ours.keys() | tensors.keys()
+                  if k not in ours or k not in tensors or ours[k].shape != tensors[k].shape)
 
 
 # What a model card shows of a run: enough to rerun it and to know what it cost.
@@ -434,8 +449,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
         raise ValueError(f"checkpoint {resume} was trained with a different config (keys {diff}); "
                          "resume with the same --preset and flags, or use a new --output_dir")
     # An exported model to fine-tune (--init_from a model folder or Hub id, not a checkpoint).
-    init_model = (StackGANModel.from_pretrained(args.init_from)
-                  if args.init_from and not saved and not is_checkpoint(args.init_from) else None)
+    init_folder = (resolve_model_folder(args.init_from, discriminators=True)
+                   if args.init_from and not saved and not is_checkpoint(args.init_from) else None)
+    init_model = StackGANModel.from_pretrained(init_folder) if init_folder else None
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
@@ -458,7 +474,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.g_learning_rate, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.d_learning_rate, betas=betas)
     initial = (None if saved or not args.init_from
-               else init_networks(args.init_from, generator, discriminator, args.stage, init_model))
+               else init_networks(args.init_from, generator, discriminator, args.stage, init_model,
+                                  load_discriminator(init_folder, args.stage) if init_folder else None,
+                                  log=accelerator.print))
     ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
     if ema is not None and initial is not None and "ema" in initial:
         ema.load_state_dict(initial["ema"])
