@@ -63,10 +63,12 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
         lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {name} | {value} |" for name, value in flatten(metrics).items()]
     if training.get("discriminators"):
-        stages_with_d = " and ".join(f"Stage-{'I' * s}" for s in training["discriminators"])
-        lines += ["", f"The {stages_with_d} discriminator{'s' if len(training['discriminators']) > 1 else ''} "
-                  "this model was trained against ship in `discriminators.safetensors`: "
-                  "`train/train.py --init_from` continues from them (inference never reads them)."]
+        stages_with_d = training["discriminators"]
+        one = len(stages_with_d) == 1
+        named = " and ".join(f"Stage-{'I' * s}" for s in stages_with_d)
+        lines += ["", f"The {named} discriminator{'' if one else 's'} this model was trained against "
+                  f"ship{'s' if one else ''} in `discriminators.safetensors`: `train/train.py --init_from` "
+                  f"continues from {'it' if one else 'them'} (inference never reads that file)."]
     if training.get("note"):
         lines += ["", f"> {training['note']}"]
     if training.get("sample_grid"):

@@ -19,10 +19,11 @@ from stackgan.metrics.shapes_oracle import attribute_accuracy, load_shapes_oracl
 
 BUNDLE = Path(__file__).resolve().parent.parent / "demo" / "pretrained" / "shapes"
 NUM_CAPTIONS = 40
-# stage -> attribute -> lowest accepted accuracy over the 40 images (measured: colour 0.975 / 0.95,
-# shape 0.80, size 0.80, background 0.725 for Stage-I / Stage-II; chance: 0.1, 0.125, 0.33, 0.17)
-FLOORS = {"stage1": {"color": 0.90, "shape": 0.65, "size": 0.65, "background": 0.55},
-          "stage2": {"color": 0.90, "shape": 0.65, "size": 0.65, "background": 0.55}}
+# stage -> attribute -> lowest accepted accuracy over the 40 images (measured: colour 0.90 / 0.90,
+# shape 0.60 / 0.60, size 0.875 / 0.875, position 0.725 / 0.70, background 0.90 / 0.90 for
+# Stage-I / Stage-II; chance: 0.1, 0.125, 0.33, 0.11, 0.17). Forty images vary by about 7 points.
+FLOORS = {"stage1": {"color": 0.85, "shape": 0.50, "size": 0.75, "position": 0.60, "background": 0.80},
+          "stage2": {"color": 0.85, "shape": 0.50, "size": 0.75, "position": 0.60, "background": 0.80}}
 
 
 def caption_of_test_example(index: int) -> str:
@@ -56,3 +57,31 @@ def test_bundled_model_ships_its_evaluation():
     assert report["counts"]["test"] >= 1000
     for stage, floors in FLOORS.items():
         assert report["stages"][stage]["attribute_accuracy"]["color"]["accuracy"] >= floors["color"]
+
+
+def test_bundled_model_ships_the_stage1_discriminator_its_command_builds():
+    """A fine-tune of the bundle's Stage-I (`train.py --init_from demo/pretrained/shapes` with the
+    D flags of the card's Stage-I command) continues from the D it was trained against."""
+    import importlib.util
+    import shlex
+
+    from stackgan import Stage1Discriminator
+    from stackgan.checkpoint import load_discriminator
+
+    spec = importlib.util.spec_from_file_location("train_script", BUNDLE.parent.parent.parent / "train" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    record = json.loads((BUNDLE / "config.json").read_text())["training"]
+    assert record["discriminators"] == [1]
+    command = shlex.split(record["stage1"]["command"])
+    args = train.parse_args(command[command.index("train/train.py") + 1:])
+    discriminator = Stage1Discriminator(train.build_config(args, None))
+    shipped = load_discriminator(BUNDLE, 1)
+    assert shipped is not None and train.mismatched(discriminator, shipped) == []
+    discriminator.load_state_dict(shipped)
+
+
+def test_bundled_model_fits_the_size_budget():
+    files = [p for p in BUNDLE.iterdir() if p.is_file()]
+    assert {"model.safetensors", "config.json", "README.md", "evaluation.json", "samples.png"} <= {p.name for p in files}
+    assert sum(p.stat().st_size for p in files) <= 20 * 1024 * 1024  # the issue's limit for the shipped folder

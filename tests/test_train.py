@@ -283,7 +283,7 @@ def test_a_model_that_ships_its_discriminator_is_fine_tuned_against_it(shapes, t
     loaded = load_discriminator(bundle, 1)
     assert loaded.keys() == shipped.keys() and all(torch.equal(loaded[k], v) for k, v in shipped.items())
     assert load_discriminator(bundle, 2) is None
-    assert "Stage-I discriminator this model was trained against ship" in (bundle / "README.md").read_text()
+    assert "Stage-I discriminator this model was trained against ships in" in (bundle / "README.md").read_text()
     # a D trained beside another generator is refused
     other = train.main(train.parse_args(flags(shapes, tmp_path / "other", "--max_train_steps", 1, "--seed", 9)))
     with pytest.raises(ValueError, match="generator is not this model's"):
