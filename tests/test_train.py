@@ -290,6 +290,10 @@ def test_a_model_that_ships_its_discriminator_is_fine_tuned_against_it(shapes, t
         package_model.main(["--model", str(s1), "--report", str(report), "--out", str(tmp_path / "no"),
                             "--discriminator", str(other / "checkpoint-1")])
     assert not (tmp_path / "no").exists()
+    (other / "checkpoint-1" / "discriminator.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(ValueError, match="discriminator.safetensors is not a valid safetensors file"):
+        package_model.main(["--model", str(other / "checkpoint-1"), "--report", str(report),
+                            "--out", str(tmp_path / "no"), "--discriminator", str(other / "checkpoint-1")])
 
     def distance(a, b):
         return sum((a[k] - b[k]).norm() ** 2 for k in b if b[k].is_floating_point() and "running" not in k) ** 0.5

@@ -67,7 +67,10 @@ def checkpoint_discriminators(checkpoints: list[str], model: StackGANModel) -> d
         if any(not torch.equal(ours[key], theirs[key]) for key in ours):
             raise ValueError(f"--discriminator {folder}: its Stage-{stage} generator is not this model's; "
                              "that D was trained against another generator")
-        found[stage] = load_file(str(weights))
+        try:
+            found[stage] = load_file(str(weights))
+        except Exception as error:  # safetensors raises its own error types for corrupt headers
+            raise ValueError(f"{weights} is not a valid safetensors file: {error}") from None
     return found
 
 
