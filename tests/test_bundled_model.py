@@ -62,15 +62,11 @@ def test_bundled_model_ships_its_evaluation():
 def test_bundled_model_ships_the_stage1_discriminator_its_command_builds():
     """A fine-tune of the bundle's Stage-I (`train.py --init_from demo/pretrained/shapes` with the
     D flags of the card's Stage-I command) continues from the D it was trained against."""
-    import importlib.util
     import shlex
 
     from stackgan import Stage1Discriminator
     from stackgan.checkpoint import load_discriminator
-
-    spec = importlib.util.spec_from_file_location("train_script", BUNDLE.parent.parent.parent / "train" / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    from test_train import train
     record = json.loads((BUNDLE / "config.json").read_text())["training"]
     assert record["discriminators"] == [1]
     command = shlex.split(record["stage1"]["command"])
