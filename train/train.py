@@ -24,6 +24,7 @@ import os
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ from stackgan.data import build_dataset
 from stackgan.hub import resolve_model_folder, upload_model_folder
 from stackgan.images import make_grid
 from stackgan.losses import discriminator_objective, generator_objective
+from stackgan.matcher import ImageTextMatcher
 from stackgan.pipeline import verify_model_folder
 from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
@@ -113,6 +115,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(folder or Hub id), with the discriminator it carries if that fits this run's D flags, else a fresh D; "
                         "fresh optimisers at step 0, "
                         "under this run's flags: fine-tuning with other settings (a resumable checkpoint wins)")
+    p.add_argument("--matcher", default=None,
+                   help="folder of a train/train_matcher.py image-text matcher: G is also rewarded for images it "
+                        "places near their caption (AttnGAN's DAMSM loss, sentence level)")
+    p.add_argument("--matcher_weight", type=float, default=1.0, help="weight of the --matcher loss")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -223,6 +229,8 @@ def check_args(args) -> None:
         raise ValueError(f"--max_train_minutes must be > 0, got {args.max_train_minutes}")
     if args.d_warmup_steps < 0:
         raise ValueError(f"--d_warmup_steps must be >= 0, got {args.d_warmup_steps}")
+    if args.matcher_weight <= 0:
+        raise ValueError(f"--matcher_weight must be > 0, got {args.matcher_weight}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
     if args.stage == 2 and not args.stage1_model:
@@ -306,11 +314,12 @@ def redacted_command(argv: list[str]) -> str:
 
 
 def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
-               wrong=None, check_finite=None, update_g: bool = True) -> tuple[dict, dict]:
+               wrong=None, check_finite=None, update_g: bool = True, matcher_loss=None) -> tuple[dict, dict]:
     """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
     matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
-    holds still (--d_warmup_steps). Returns D's and G's statistics."""
+    holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
+    loss, added to G's (--matcher). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
     z, eps1, eps2 = (torch.cat([draw[i] for draw in noise]).to(device) for i in range(3))
     e = embedding.repeat(len(noise), 1)
@@ -335,6 +344,10 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     discriminator.requires_grad_(False)  # G's step must leave D's gradients empty
     g_loss, g_stats = generator_objective(config, discriminator, fake, embedding, mu, logvar,
                                           z[:b], fake_2, z[b:] if fake_2 is not None else None)
+    if matcher_loss is not None:
+        term = matcher_loss(fake)
+        g_loss = g_loss + term
+        g_stats.update(matcher=term.detach(), g_loss=g_loss.detach())
     if check_finite:
         check_finite("g_loss", g_loss)
     accelerator.backward(g_loss)
@@ -344,6 +357,12 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     discriminator.requires_grad_(True)
     discriminator.enqueue(embedding)  # only now: a batch's captions are never their own negatives
     return d_stats, g_stats
+
+
+def matcher_term(matcher: ImageTextMatcher, weight: float, raw_embedding: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """--matcher's part of G's loss: the frozen matcher's InfoNCE of the fakes against the batch's
+    captions (raw embeddings: the matcher standardises them with its own statistics)."""
+    return weight * matcher.loss(fake.float(), raw_embedding.to(fake.device))
 
 
 def is_checkpoint(source) -> bool:
@@ -452,6 +471,10 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     init_folder = (resolve_model_folder(args.init_from, discriminators=True)
                    if args.init_from and not saved and not is_checkpoint(args.init_from) else None)
     init_model = StackGANModel.from_pretrained(init_folder) if init_folder else None
+    matcher = ImageTextMatcher.from_pretrained(args.matcher).to(accelerator.device) if args.matcher else None
+    if matcher is not None and matcher.config.text_dim != config.text_dim:
+        raise ValueError(f"--matcher {args.matcher} reads {matcher.config.text_dim}-d caption embeddings, "
+                         f"this run's text encoder gives {config.text_dim}")
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
@@ -610,7 +633,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
             with accelerator.accumulate(generator, d_step):
                 d_stats, g_stats = train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d,
                                               real, embedding, noise, batch.get("wrong_image"), check_finite,
-                                              update_g=state["step"] >= args.d_warmup_steps)
+                                              update_g=state["step"] >= args.d_warmup_steps,
+                                              matcher_loss=None if matcher is None else partial(matcher_term, matcher, args.matcher_weight, batch["embedding"]))
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1

@@ -115,7 +115,7 @@ class StackGANDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        item = {"image": self._image(index, rng), "embedding": self._embedding(index, rng), "index": index}
+        item = {"image": self._image(index, rng), "embedding": self.caption_embedding(index, rng), "index": index}
         if self.wrong_image == "other_class":
             item["wrong_image"] = self._image(self._wrong_index(index, rng), rng)
         return item
@@ -135,7 +135,7 @@ class StackGANDataset(Dataset):
         pixels -= 1
         return torch.from_numpy(pixels)
 
-    def _embedding(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+    def caption_embedding(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
         count = min(self.captions_per_step, stop - start)
         if count == 1:

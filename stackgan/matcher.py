@@ -1,0 +1,122 @@
+"""An image-text matcher trained on real captioned images, frozen, then used as a loss for G.
+
+AttnGAN's DAMSM (Xu et al., CVPR 2018) at the sentence level: an image encoder and a text head map
+images and caption embeddings into one space where an image lies closest to its own caption. It
+learns from real images only, with no moving target, so it can learn what the GAN's D learns
+slowly: D meets fakes from the first step and rejects mismatched captions by colour or background
+alone, which left Stage-II's D blind to Shapes' patterns after 3,000 steps (README, "What D
+reads"). G is then rewarded for images the frozen matcher places near their caption (`loss`).
+
+Train one with ``python train/train_matcher.py``; the files are `config.json` and
+`model.safetensors`, like a pipeline's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+@dataclass
+class MatcherConfig:
+    text_dim: int = 384
+    image_size: int = 128   # images are area-resized to this: Shapes' 4-6 px patterns keep 2-3 px
+    channels: int = 16      # of the full-resolution stem; doubled by each stride-2 conv
+    downsamples: int = 4    # 128 -> 8
+    joint_dim: int = 256
+    temperature: float = 0.07
+
+
+class ImageTextMatcher(nn.Module):
+    """Cosine similarities of images and caption embeddings in a learned joint space.
+
+    Text goes in as the raw encoder embeddings: the matcher standardises them with the statistics
+    of the captions it was trained on (`embedding_mean`, `embedding_std`), so G's training loop
+    and the matcher can disagree on nothing.
+    """
+
+    def __init__(self, config: MatcherConfig):
+        super().__init__()
+        self.config = config
+        ch = config.channels
+        # Full-resolution stem first: a stride-2 first layer reads every other pixel and aliases
+        # textures a few pixels across (README, "Can D see the patterns at all?").
+        layers = [nn.Conv2d(3, ch, 3, 1, 1), nn.LeakyReLU(0.2, True)]
+        for i in range(config.downsamples):
+            layers += [nn.Conv2d(ch << i, ch << (i + 1), 3, 2, 1, bias=False), nn.BatchNorm2d(ch << (i + 1)),
+                       nn.LeakyReLU(0.2, True)]
+        self.encoder = nn.Sequential(*layers)
+        width = ch << config.downsamples
+        # What is drawn (the mean over cells) and where (a 4x4 grid of cells).
+        self.image_head = nn.Linear(width * (1 + 16), config.joint_dim)
+        self.text_head = nn.Sequential(nn.Linear(config.text_dim, config.joint_dim), nn.LeakyReLU(0.2, True),
+                                       nn.Linear(config.joint_dim, config.joint_dim))
+        self.register_buffer("embedding_mean", torch.zeros(config.text_dim))
+        self.register_buffer("embedding_std", torch.ones(config.text_dim))
+
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit vectors (B, joint_dim) of images in [-1, 1] of any size."""
+        size = self.config.image_size
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = F.interpolate(images, size=(size, size), mode="area" if images.shape[-1] > size else "bilinear")
+        h = self.encoder(images)
+        pooled = torch.cat([h.mean(dim=(2, 3)), F.adaptive_avg_pool2d(h, 4).flatten(1)], dim=1)
+        return F.normalize(self.image_head(pooled), dim=1)
+
+    def embed_text(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Unit vectors (N, joint_dim) of raw caption embeddings (N, text_dim)."""
+        standardized = (embeddings - self.embedding_mean) / self.embedding_std
+        return F.normalize(self.text_head(standardized), dim=1)
+
+    def similarity(self, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, N) cosine similarities of every image with every caption."""
+        return self.embed_images(images) @ self.embed_text(embeddings).t()
+
+    def loss(self, images: torch.Tensor, embeddings: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+        """InfoNCE of each image against its own caption (row i of `embeddings`), the batch's other
+        captions and `negatives` (more raw embeddings, e.g. a queue of earlier captions). A
+        negative that is the image's own caption again (short captions repeat) is left out: it
+        fits the image as well as the positive does."""
+        text = embeddings if negatives is None else torch.cat([embeddings, negatives])
+        logits = self.similarity(images, text) / self.config.temperature
+        unit = F.normalize(text.detach(), dim=1)
+        same = (unit[:len(images)] @ unit.t()) >= 0.999
+        same[torch.arange(len(images)), torch.arange(len(images))] = False
+        return F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(images), device=images.device))
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(folder / WEIGHTS_FILE))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "ImageTextMatcher":
+        """A trained matcher, frozen and in eval mode (its BatchNorm uses running statistics)."""
+        folder = Path(folder)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name} not found: a matcher folder holds {CONFIG_FILE} and "
+                                        f"{WEIGHTS_FILE} (written by train/train_matcher.py)")
+        values = json.loads((folder / CONFIG_FILE).read_text())
+        unknown = set(values) - set(MatcherConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{folder / CONFIG_FILE}: unknown keys {sorted(unknown)}")
+        matcher = cls(MatcherConfig(**values))
+        state, expected = load_file(str(folder / WEIGHTS_FILE)), matcher.state_dict()
+        wrong = sorted(k for k in set(state) | set(expected)
+                       if k not in state or k not in expected or state[k].shape != expected[k].shape)
+        if wrong:
+            raise ValueError(f"{folder / WEIGHTS_FILE} does not fit {folder / CONFIG_FILE}: "
+                             f"missing or misshapen {wrong[:5]}{' ...' if len(wrong) > 5 else ''}")
+        matcher.load_state_dict(state)
+        return matcher.eval().requires_grad_(False)

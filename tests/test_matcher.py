@@ -1,0 +1,106 @@
+"""The image-text matcher (stackgan/matcher.py): trained by train/train_matcher.py on real files,
+saved and loaded, and used by train/train.py --matcher as a loss for G."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stackgan.matcher import ImageTextMatcher, MatcherConfig
+
+from test_train import flags, shapes, train  # noqa: F401  (the module's Shapes fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "train"))
+spec = importlib.util.spec_from_file_location("train_matcher_script", ROOT / "train" / "train_matcher.py")
+train_matcher = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_matcher)
+
+
+@pytest.fixture(scope="module")
+def matcher_folder(shapes, tmp_path_factory):
+    output = tmp_path_factory.mktemp("matcher")
+    train_matcher.main(["--dataset", "shapes", "--data_dir", str(shapes), "--output_dir", str(output),
+                        "--preset", "tiny", "--max_train_steps", "60", "--train_batch_size", "8",
+                        "--image_size", "32", "--channels", "4", "--queue", "16", "--probe_images", "4"])
+    return output
+
+
+def test_the_matcher_learns_to_pair_training_images_with_their_captions(matcher_folder, shapes):
+    report = json.loads((matcher_folder / "training.json").read_text())
+    assert report["steps"] == 60 and set(report["probe"]) == {"shape", "color", "size", "position", "pattern",
+                                                              "background"}
+    losses = [row["loss"] for row in report["log"]]
+    assert losses[-1] < losses[0]
+    matcher = ImageTextMatcher.from_pretrained(matcher_folder)
+    assert not any(p.requires_grad for p in matcher.parameters()) and not matcher.training
+    # On the images it trained on, each image's own caption beats the other images' captions.
+    from stackgan.config import StackGANConfig
+    from stackgan.data import build_dataset
+    from stackgan.text import TextEncoder
+    dataset = build_dataset("shapes", shapes, resolution=256, wrong_image="none", crop="center",
+                            encoder=TextEncoder(StackGANConfig.from_preset("tiny").text_encoder))
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    own = torch.stack([torch.as_tensor(dataset.embeddings[int(dataset.offsets[i])]) for i in range(len(dataset))])
+    similarity = matcher.similarity(images, own)
+    top1 = (similarity.argmax(1) == torch.arange(len(dataset))).float().mean().item()
+    assert top1 > 0.5, top1   # chance: 1 / len(dataset)
+    # The saved text statistics are the training captions'
+    assert torch.allclose(matcher.embedding_mean, torch.as_tensor(dataset.embedding_mean))
+
+
+def test_save_load_round_trip_and_clear_errors(tmp_path):
+    torch.manual_seed(0)
+    matcher = ImageTextMatcher(MatcherConfig(text_dim=16, image_size=32, channels=4)).eval()
+    images, text = torch.rand(3, 3, 64, 64) * 2 - 1, torch.randn(5, 16)
+    folder = matcher.save_pretrained(tmp_path / "m")
+    loaded = ImageTextMatcher.from_pretrained(folder)
+    assert torch.allclose(loaded.similarity(images, text), matcher.similarity(images, text))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        ImageTextMatcher.from_pretrained(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "channels": 8}))
+    with pytest.raises(ValueError, match="does not fit"):
+        ImageTextMatcher.from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "colour": 1}))
+    with pytest.raises(ValueError, match="unknown keys \\['colour'\\]"):
+        ImageTextMatcher.from_pretrained(folder)
+
+
+def test_a_repeated_caption_is_not_its_own_negative():
+    torch.manual_seed(0)
+    matcher = ImageTextMatcher(MatcherConfig(text_dim=16, image_size=32, channels=4)).eval()
+    images, a, b = torch.rand(3, 3, 32, 32) * 2 - 1, torch.randn(1, 16), torch.randn(1, 16)
+    text = torch.cat([a, a, b])  # images 0 and 1 have the same caption
+    logits = matcher.similarity(images, text) / matcher.config.temperature
+    # Row 0 must not be pushed away from caption 1 (its own), nor row 1 from caption 0.
+    expected = torch.stack([F.cross_entropy(logits[0, [0, 2]][None], torch.tensor([0])),
+                            F.cross_entropy(logits[1, [1, 2]][None], torch.tensor([0])),
+                            F.cross_entropy(logits[2][None], torch.tensor([2]))]).mean()
+    assert torch.allclose(matcher.loss(images, text), expected)
+    # Queued negatives take part, and a queued copy of a caption is masked as well.
+    queued = matcher.loss(images, text, torch.cat([torch.randn(4, 16), b]))
+    assert torch.isfinite(queued) and not torch.allclose(queued, expected)
+
+
+def test_train_py_adds_the_matcher_loss_to_g(matcher_folder, shapes, tmp_path):
+    out = train.main(train.parse_args(flags(shapes, tmp_path / "with", "--max_train_steps", 2,
+                                            "--matcher", matcher_folder, "--matcher_weight", 2.0)))
+    rows = [json.loads(line) for line in (out / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "g_loss" in r]
+    assert len(rows) == 2 and all(r["matcher"] > 0 for r in rows)
+    plain = train.main(train.parse_args(flags(shapes, tmp_path / "without", "--max_train_steps", 2)))
+    first = [json.loads(line) for line in (plain / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in first if "g_loss" in r)
+    # Same seed, same batch: G's loss differs by exactly the weighted matcher term.
+    assert rows[0]["g_loss"] == pytest.approx(first["g_loss"] + rows[0]["matcher"], abs=2e-4)
+    with pytest.raises(ValueError, match="--matcher_weight must be > 0"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher", matcher_folder,
+                                          "--matcher_weight", 0)))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "missing", "--max_train_steps", 1,
+                                          "--matcher", tmp_path / "nowhere")))
