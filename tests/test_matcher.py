@@ -98,6 +98,16 @@ def test_train_py_adds_the_matcher_loss_to_g(matcher_folder, shapes, tmp_path):
     first = next(r for r in first if "g_loss" in r)
     # Same seed, same batch: G's loss differs by exactly the weighted matcher term.
     assert rows[0]["g_loss"] == pytest.approx(first["g_loss"] + rows[0]["matcher"], abs=2e-4)
+    # Random training captions join the batch's as negatives: the same images then score a larger
+    # InfoNCE than against the batch's captions alone.
+    alone = train.main(train.parse_args(flags(shapes, tmp_path / "alone", "--max_train_steps", 1, "--matcher",
+                                              matcher_folder, "--matcher_weight", 2.0, "--matcher_negatives", 0)))
+    alone = next(json.loads(line) for line in (alone / "logs" / "train" / "metrics.jsonl").read_text().splitlines()
+                 if "g_loss" in line)
+    assert alone["matcher"] < rows[0]["matcher"]
+    with pytest.raises(ValueError, match="--matcher_negatives must be >= 0"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher", matcher_folder,
+                                          "--matcher_negatives", -1)))
     with pytest.raises(ValueError, match="--matcher_weight must be > 0"):
         train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher", matcher_folder,
                                           "--matcher_weight", 0)))

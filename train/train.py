@@ -119,6 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of a train/train_matcher.py image-text matcher: G is also rewarded for images it "
                         "places near their caption (AttnGAN's DAMSM loss, sentence level)")
     p.add_argument("--matcher_weight", type=float, default=1.0, help="weight of the --matcher loss")
+    p.add_argument("--matcher_negatives", type=int, default=1024,
+                   help="random training captions scored as extra negatives in the --matcher loss each step")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -231,6 +233,8 @@ def check_args(args) -> None:
         raise ValueError(f"--d_warmup_steps must be >= 0, got {args.d_warmup_steps}")
     if args.matcher_weight <= 0:
         raise ValueError(f"--matcher_weight must be > 0, got {args.matcher_weight}")
+    if args.matcher_negatives < 0:
+        raise ValueError(f"--matcher_negatives must be >= 0, got {args.matcher_negatives}")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
     if args.stage == 2 and not args.stage1_model:
@@ -359,10 +363,20 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     return d_stats, g_stats
 
 
-def matcher_term(matcher: ImageTextMatcher, weight: float, raw_embedding: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def matcher_term(matcher: ImageTextMatcher, weight: float, raw_embedding: torch.Tensor, negatives: torch.Tensor,
+                 fake: torch.Tensor) -> torch.Tensor:
     """--matcher's part of G's loss: the frozen matcher's InfoNCE of the fakes against the batch's
-    captions (raw embeddings: the matcher standardises them with its own statistics)."""
-    return weight * matcher.loss(fake.float(), raw_embedding.to(fake.device))
+    captions and `negatives` (raw embeddings: the matcher standardises them with its own
+    statistics). Without the extra negatives the loss stops pulling once an image is nearer its
+    caption than the batch's 15 others, which differ in colour: details like texture never count."""
+    return weight * matcher.loss(fake.float(), raw_embedding.to(fake.device), negatives.to(fake.device))
+
+
+def matcher_negatives(dataset, count: int, seed: int, micro_step: int) -> torch.Tensor:
+    """`count` raw caption embeddings of the training split, drawn afresh (and reproducibly: a
+    resumed run draws the same) at each step."""
+    rows = np.sort(np.random.default_rng((seed, micro_step, 7)).integers(len(dataset.embeddings), size=count))
+    return torch.from_numpy(np.asarray(dataset.embeddings[rows], dtype=np.float32))
 
 
 def is_checkpoint(source) -> bool:
@@ -634,7 +648,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                 d_stats, g_stats = train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d,
                                               real, embedding, noise, batch.get("wrong_image"), check_finite,
                                               update_g=state["step"] >= args.d_warmup_steps,
-                                              matcher_loss=None if matcher is None else partial(matcher_term, matcher, args.matcher_weight, batch["embedding"]))
+                                              matcher_loss=None if matcher is None else partial(
+                                                  matcher_term, matcher, args.matcher_weight, batch["embedding"],
+                                                  matcher_negatives(dataset, args.matcher_negatives, args.seed, micro_step)))
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
