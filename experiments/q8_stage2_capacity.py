@@ -1,0 +1,109 @@
+"""Q8: can the Stage-II generator draw Shapes' patterns at all, if told exactly what is wrong?
+
+Stage-II's pattern accuracy has stayed at Stage-I's (~37%, chance 25%) through every Stage-II run,
+with a D that cannot read patterns (Q5, Q6) and with the image-text matcher's loss (README, "A
+matcher for what D does not read"). This takes the training signal out of the question, as Q6 did
+for D: the bundled model's Stage-II generator is fine-tuned alone (no D, no GAN) on the Shapes
+oracle's pattern cross-entropy for training captions that name a pattern, and tested on test
+captions. A diagnostic, not a training method: the oracle is the evaluation's judge, so the loss
+and the score share it and the accuracy is an upper bound on what G can express, not a result.
+If G cannot reach a high score even so, its architecture (no noise below 16x16, nearest
+upsampling) is what stops it; if it can, its teachers are.
+
+    python experiments/q8_stage2_capacity.py                 # 300 steps, batch 16, lr 4e-4
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from common import ROOT, ensure_data, parse_args, save
+
+from stackgan import StackGANPipeline  # noqa: E402
+from stackgan.data.folder import load_folder, metadata_path  # noqa: E402
+from stackgan.data.problems import InputErrors  # noqa: E402
+from stackgan.data.shapes import PATTERNS, parse_caption  # noqa: E402
+from stackgan.metrics.shapes_oracle import load_shapes_oracle  # noqa: E402
+
+
+def pattern_captions(data_dir, split: str, limit: int) -> tuple[list[str], torch.Tensor]:
+    """Up to `limit` captions of a split that name a pattern, and that pattern's index."""
+    examples = load_folder(data_dir, split, InputErrors("raise"))
+    captions, targets = [], []
+    for example in examples:
+        for caption in example.captions:
+            pattern = parse_caption(caption).get("pattern")
+            if pattern is not None:
+                captions.append(caption)
+                targets.append(PATTERNS.index(pattern))
+        if len(captions) >= limit:
+            break
+    if not captions:
+        raise ValueError(f"no caption of {metadata_path(data_dir, split)} names a pattern")
+    return captions[:limit], torch.tensor(targets[:limit])
+
+
+def draw(pipe, embedding: torch.Tensor, seed: int) -> torch.Tensor:
+    """Stage-II images (B, 3, 256, 256) in [0, 1] for standardised embeddings, Stage-I frozen."""
+    model, generator = pipe.model, torch.Generator().manual_seed(seed)
+    z = torch.randn(len(embedding), model.config.z_dim, generator=generator)
+    eps = torch.randn(2, len(embedding), model.config.condition_dim, generator=generator)
+    with torch.no_grad():
+        stage1, _, _ = model.stage1(embedding, z, eps[0])
+    image, _, _ = model.stage2(stage1, embedding, eps[1])
+    return (image + 1) / 2
+
+
+def accuracy(pipe, oracle, embedding, targets, seed: int = 12345) -> dict:
+    pipe.model.stage2.eval()
+    with torch.no_grad():
+        logits = oracle.classify(oracle(draw(pipe, embedding, seed)))
+    pipe.model.stage2.train()
+    predicted = logits["pattern"].argmax(1)
+    confusion = [[int(((targets == t) & (predicted == p)).sum()) for p in range(len(PATTERNS))]
+                 for t in range(len(PATTERNS))]
+    return {"pattern": float((predicted == targets).float().mean()), "confusion": confusion}
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n")[0], steps=300,
+                      extra=lambda p: (p.add_argument("--model", default=str(ROOT / "demo" / "pretrained" / "shapes")),
+                                       p.add_argument("--learning_rate", type=float, default=4e-4),
+                                       p.add_argument("--batch_size", type=int, default=16),
+                                       p.add_argument("--every", type=int, default=50)))
+    ensure_data(args)
+    torch.manual_seed(0)
+    pipe = StackGANPipeline.from_pretrained(args.model)
+    if pipe.model.stage2 is None:
+        sys.exit(f"{args.model} has no Stage-II generator")
+    oracle = load_shapes_oracle()
+    train_captions, train_targets = pattern_captions(args.data_dir, "train", 4000)
+    test_captions, test_targets = pattern_captions(args.data_dir, "test", args.samples)
+    train_embedding, _ = pipe.encode(train_captions)
+    test_embedding, _ = pipe.encode(test_captions)
+    generator = pipe.model.stage2.train()
+    optimizer = torch.optim.Adam(generator.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
+    order = torch.Generator().manual_seed(0)
+    curve = [{"step": 0, **accuracy(pipe, oracle, test_embedding, test_targets)}]
+    print(curve[-1])
+    for step in range(1, args.steps + 1):
+        rows = torch.randint(len(train_captions), (args.batch_size,), generator=order)
+        logits = oracle.classify(oracle(draw(pipe, train_embedding[rows], seed=step)))["pattern"]
+        loss = F.cross_entropy(logits, train_targets[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % args.every == 0 or step == args.steps:
+            curve.append({"step": step, "loss": loss.item(), **accuracy(pipe, oracle, test_embedding, test_targets)})
+            print(json.dumps({k: v for k, v in curve[-1].items() if k != "confusion"}))
+    save(args, "q8_stage2_capacity", {"model": args.model, "learning_rate": args.learning_rate,
+                                      "batch_size": args.batch_size, "test_captions": len(test_captions),
+                                      "curve": curve})
+
+
+if __name__ == "__main__":
+    main()
