@@ -11,15 +11,23 @@ If G cannot reach a high score even so, its architecture (no noise below 16x16, 
 upsampling) is what stops it; if it can, its teachers are.
 
     python experiments/q8_stage2_capacity.py                 # 300 steps, batch 16, lr 4e-4
+    python experiments/q8_stage2_capacity.py --texture       # + a texture source (below)
+
+`--texture` gives the generator what it lacks, as a test of that explanation: sinusoids of the
+pixel position at 256 px (periods 4, 6 and 8 px, four orientations, a random phase per image),
+mixed into its last feature map by two new 3x3 convs whose output starts at zero (so at step 0 it
+draws exactly the bundle's images).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from common import ROOT, ensure_data, parse_args, save
 
@@ -28,6 +36,28 @@ from stackgan.data.folder import load_folder, metadata_path  # noqa: E402
 from stackgan.data.problems import InputErrors  # noqa: E402
 from stackgan.data.shapes import PATTERNS, parse_caption  # noqa: E402
 from stackgan.metrics.shapes_oracle import load_shapes_oracle  # noqa: E402
+
+
+class TextureSource(nn.Module):
+    """Adds to a (B, C, H, W) feature map a learnt function of it and of position sinusoids."""
+
+    def __init__(self, channels: int, periods=(4, 6, 8), orientations: int = 4, hidden: int = 16):
+        super().__init__()
+        angles = [math.pi * i / orientations for i in range(orientations)]
+        self.register_buffer("frequencies", torch.tensor(
+            [[2 * math.pi / p * math.cos(a), 2 * math.pi / p * math.sin(a)] for p in periods for a in angles]))
+        waves = 2 * len(self.frequencies)
+        self.mix = nn.Sequential(nn.Conv2d(channels + waves, hidden, 3, 1, 1), nn.ReLU(True),
+                                 nn.Conv2d(hidden, channels, 3, 1, 1))
+        nn.init.zeros_(self.mix[2].weight)
+        nn.init.zeros_(self.mix[2].bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, _, height, width = h.shape
+        y, x = torch.meshgrid(torch.arange(height, dtype=h.dtype), torch.arange(width, dtype=h.dtype), indexing="ij")
+        angle = self.frequencies[:, 0, None, None] * x + self.frequencies[:, 1, None, None] * y  # (K, H, W)
+        angle = angle + 2 * math.pi * torch.rand(b, len(self.frequencies), 1, 1)
+        return h + self.mix(torch.cat([h, torch.sin(angle), torch.cos(angle)], dim=1))
 
 
 def pattern_captions(data_dir, split: str, limit: int) -> tuple[list[str], torch.Tensor]:
@@ -74,7 +104,8 @@ def main() -> None:
                       extra=lambda p: (p.add_argument("--model", default=str(ROOT / "demo" / "pretrained" / "shapes")),
                                        p.add_argument("--learning_rate", type=float, default=4e-4),
                                        p.add_argument("--batch_size", type=int, default=16),
-                                       p.add_argument("--every", type=int, default=50)))
+                                       p.add_argument("--every", type=int, default=50),
+                                       p.add_argument("--texture", action="store_true")))
     ensure_data(args)
     torch.manual_seed(0)
     pipe = StackGANPipeline.from_pretrained(args.model)
@@ -86,7 +117,12 @@ def main() -> None:
     train_embedding, _ = pipe.encode(train_captions)
     test_embedding, _ = pipe.encode(test_captions)
     generator = pipe.model.stage2.train()
-    optimizer = torch.optim.Adam(generator.parameters(), lr=args.learning_rate, betas=(0.5, 0.999))
+    parameters = list(generator.parameters())
+    if args.texture:  # the last up block's output, replaced by the hook's return value
+        texture = TextureSource(generator.up[-1].bn.num_features)
+        generator.up[-1].register_forward_hook(lambda module, inputs, output: texture(output))
+        parameters += list(texture.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, betas=(0.5, 0.999))
     order = torch.Generator().manual_seed(0)
     curve = [{"step": 0, **accuracy(pipe, oracle, test_embedding, test_targets)}]
     print(curve[-1])
@@ -100,9 +136,9 @@ def main() -> None:
         if step % args.every == 0 or step == args.steps:
             curve.append({"step": step, "loss": loss.item(), **accuracy(pipe, oracle, test_embedding, test_targets)})
             print(json.dumps({k: v for k, v in curve[-1].items() if k != "confusion"}))
-    save(args, "q8_stage2_capacity", {"model": args.model, "learning_rate": args.learning_rate,
-                                      "batch_size": args.batch_size, "test_captions": len(test_captions),
-                                      "curve": curve})
+    save(args, "q8_stage2_capacity" + ("_texture" if args.texture else ""),
+         {"model": args.model, "texture": args.texture, "learning_rate": args.learning_rate,
+          "batch_size": args.batch_size, "test_captions": len(test_captions), "curve": curve})
 
 
 if __name__ == "__main__":
