@@ -12,15 +12,20 @@ upsampling) is what stops it; if it can, its teachers are.
 
     python experiments/q8_stage2_capacity.py                 # 300 steps, batch 16, lr 4e-4
     python experiments/q8_stage2_capacity.py --texture       # + a texture source (below)
+    python experiments/q8_stage2_capacity.py --every_block   # + the condition in every up block
 
 `--texture` gives the generator what it lacks, as a test of that explanation: sinusoids of the
 pixel position at 256 px (periods 4, 6 and 8 px, four orientations, a random phase per image),
 mixed into its last feature map by two new 3x3 convs whose output starts at zero (so at step 0 it
-draws exactly the bundle's images).
+draws exactly the bundle's images). `--every_block` gives it the caption at every resolution:
+the same generator rebuilt with `g_conditioning="every_block"` (conditional BN in each up block,
+its new maps zero at the start, so again step 0 draws the bundle's images); the bundle's Stage-II
+reads the caption only at 16x16.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -36,6 +41,7 @@ from stackgan.data.folder import load_folder, metadata_path  # noqa: E402
 from stackgan.data.problems import InputErrors  # noqa: E402
 from stackgan.data.shapes import PATTERNS, parse_caption  # noqa: E402
 from stackgan.metrics.shapes_oracle import load_shapes_oracle  # noqa: E402
+from stackgan.models import Stage2Generator  # noqa: E402
 
 
 class TextureSource(nn.Module):
@@ -105,7 +111,8 @@ def main() -> None:
                                        p.add_argument("--learning_rate", type=float, default=4e-4),
                                        p.add_argument("--batch_size", type=int, default=16),
                                        p.add_argument("--every", type=int, default=50),
-                                       p.add_argument("--texture", action="store_true")))
+                                       p.add_argument("--texture", action="store_true"),
+                                       p.add_argument("--every_block", action="store_true")))
     ensure_data(args)
     torch.manual_seed(0)
     pipe = StackGANPipeline.from_pretrained(args.model)
@@ -116,6 +123,12 @@ def main() -> None:
     test_captions, test_targets = pattern_captions(args.data_dir, "test", args.samples)
     train_embedding, _ = pipe.encode(train_captions)
     test_embedding, _ = pipe.encode(test_captions)
+    if args.every_block:
+        rebuilt = Stage2Generator(dataclasses.replace(pipe.model.config, g_conditioning="every_block"))
+        missing, unexpected = rebuilt.load_state_dict(pipe.model.stage2.state_dict(), strict=False)
+        if unexpected or any(".modulation." not in key for key in missing):
+            raise RuntimeError(f"every_block rebuild: missing {missing}, unexpected {unexpected}")
+        pipe.model.stage2 = rebuilt
     generator = pipe.model.stage2.train()
     parameters = list(generator.parameters())
     if args.texture:  # the last up block's output, replaced by the hook's return value
@@ -136,8 +149,9 @@ def main() -> None:
         if step % args.every == 0 or step == args.steps:
             curve.append({"step": step, "loss": loss.item(), **accuracy(pipe, oracle, test_embedding, test_targets)})
             print(json.dumps({k: v for k, v in curve[-1].items() if k != "confusion"}))
-    save(args, "q8_stage2_capacity" + ("_texture" if args.texture else ""),
-         {"model": args.model, "texture": args.texture, "learning_rate": args.learning_rate,
+    save(args, "q8_stage2_capacity" + ("_texture" if args.texture else "") + ("_every_block" if args.every_block else ""),
+         {"model": args.model, "texture": args.texture, "every_block": args.every_block,
+          "learning_rate": args.learning_rate,
           "batch_size": args.batch_size, "test_captions": len(test_captions), "curve": curve})
 
 

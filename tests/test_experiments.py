@@ -97,17 +97,18 @@ def test_text_conditioning_experiment_probes_every_attribute_in_each_representat
 
 
 def test_stage2_capacity_experiment_fine_tunes_the_bundled_stage2_on_the_oracles_pattern_loss(shapes, tmp_path):
-    for texture in ([], ["--texture"]):
-        run_smoke("q8_stage2_capacity.py", shapes, tmp_path, "--batch_size", "2", *texture)
-    plain = json.loads((tmp_path / "q8_stage2_capacity.json").read_text())
-    textured = json.loads((tmp_path / "q8_stage2_capacity_texture.json").read_text())
-    assert plain["texture"] is False and textured["texture"] is True
-    for results in (plain, textured):
-        assert results["batch_size"] == 2 and results["test_captions"] > 0
-        curve = results["curve"]
+    arms = {"": [], "_texture": ["--texture"], "_every_block": ["--every_block"]}
+    for flags in arms.values():
+        run_smoke("q8_stage2_capacity.py", shapes, tmp_path, "--batch_size", "2", *flags)
+    results = {name: json.loads((tmp_path / f"q8_stage2_capacity{name}.json").read_text()) for name in arms}
+    assert [(r["texture"], r["every_block"]) for r in results.values()] == [(False, False), (True, False), (False, True)]
+    for result in results.values():
+        assert result["batch_size"] == 2 and result["test_captions"] > 0
+        curve = result["curve"]
         assert [row["step"] for row in curve] == [0, 2] and curve[1]["loss"] > 0
         for row in curve:
             assert 0 <= row["pattern"] <= 1
-            assert len(row["confusion"]) == 4 and sum(map(sum, row["confusion"])) == results["test_captions"]
-    # The texture source's output starts at zero: at step 0 both draw the bundle's images.
-    assert textured["curve"][0] == plain["curve"][0]
+            assert len(row["confusion"]) == 4 and sum(map(sum, row["confusion"])) == result["test_captions"]
+    # The texture source's output and the new conditional-BN maps start at zero: at step 0 every
+    # arm draws the bundle's images.
+    assert results["_texture"]["curve"][0] == results[""]["curve"][0] == results["_every_block"]["curve"][0]
