@@ -36,12 +36,12 @@ from torch import nn
 
 from common import ROOT, ensure_data, parse_args, save
 
-from stackgan import StackGANPipeline  # noqa: E402
-from stackgan.data.folder import load_folder, metadata_path  # noqa: E402
-from stackgan.data.problems import InputErrors  # noqa: E402
-from stackgan.data.shapes import PATTERNS, parse_caption  # noqa: E402
-from stackgan.metrics.shapes_oracle import load_shapes_oracle  # noqa: E402
-from stackgan.models import Stage2Generator  # noqa: E402
+from stackgan import StackGANPipeline
+from stackgan.data.folder import load_folder, metadata_path
+from stackgan.data.problems import InputErrors
+from stackgan.data.shapes import PATTERNS, parse_caption
+from stackgan.metrics.shapes_oracle import load_shapes_oracle
+from stackgan.models import Stage2Generator
 
 
 class TextureSource(nn.Module):

@@ -64,6 +64,21 @@ def real_shapes(data_dir, split: str, count: int, size: int) -> tuple[torch.Tens
     return torch.stack([to_tensor(im) for im in real_images(examples, size)]), attributes
 
 
+def one_attribute_variants(attributes: list[dict]):
+    """Per attribute: (key, number of values, captions, truth). The captions are every image's
+    full caption once per value of that attribute, the other five kept true, image by image; truth
+    is the index of each image's true value."""
+    for key, table in VALUES.items():
+        values = list(table)
+        captions = [full_caption({**a, key: v}) for a in attributes for v in values]
+        yield key, len(values), captions, torch.tensor([values.index(a[key]) for a in attributes])
+
+
+def picked(scores: torch.Tensor, truth: torch.Tensor) -> float:
+    """Share of images whose true value scores highest (scores: one per caption, image by image)."""
+    return (scores.view(len(truth), -1).argmax(1) == truth).float().mean().item()
+
+
 @torch.no_grad()
 def probe(pipe, discriminator, images: torch.Tensor, attributes: list[dict]) -> dict:
     """Per attribute: accuracy of D's matching logit (and contrastive similarity) at picking the
@@ -74,19 +89,15 @@ def probe(pipe, discriminator, images: torch.Tensor, attributes: list[dict]) -> 
     # D's own text projection, or (d_text_input="generator_mu") the published generator's mu
     generator = pipe.model.stage2 if pipe.model.stage2 is not None else pipe.model.stage1
     report = {}
-    for key, table in VALUES.items():
-        values = list(table)
-        captions = [full_caption({**a, key: v}) for a in attributes for v in values]
+    for key, count, captions, truth in one_attribute_variants(attributes):
         embedding, _ = pipe.encode(captions)
         condition = discriminator.condition(embedding, generator.ca(embedding)[1])
-        repeated = features.repeat_interleave(len(values), dim=0)
-        truth = torch.tensor([values.index(a[key]) for a in attributes])
-        logits = discriminator.logits(repeated, condition).view(len(attributes), -1)
-        row = {"values": len(values), "chance": 1 / len(values),
-               "logit": (logits.argmax(1) == truth).float().mean().item()}
+        repeated = features.repeat_interleave(count, dim=0)
+        row = {"values": count, "chance": 1 / count,
+               "logit": picked(discriminator.logits(repeated, condition), truth)}
         if discriminator.contrastive_image is not None:
             image, text = discriminator.joint_embeddings(repeated, condition)
-            row["contrastive"] = ((image * text).sum(1).view(len(attributes), -1).argmax(1) == truth).float().mean().item()
+            row["contrastive"] = picked((image * text).sum(1), truth)
         report[key] = row
     return report
 

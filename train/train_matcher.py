@@ -82,17 +82,13 @@ def batches(dataset, images: torch.Tensor, batch_size: int, seed: int):
 @torch.no_grad()
 def probe(matcher: ImageTextMatcher, encoder, data_dir, count: int) -> dict:
     """Per Shapes attribute, accuracy of the true caption against its one-attribute variants."""
-    from probe_discriminator import VALUES, full_caption, real_shapes
+    from probe_discriminator import one_attribute_variants, picked, real_shapes
     images, attributes = real_shapes(data_dir, "test", count, 256)
     image_vectors = matcher.embed_images(images)
     report = {}
-    for key, table in VALUES.items():
-        values = list(table)
-        captions = [full_caption({**a, key: v}) for a in attributes for v in values]
-        text = matcher.embed_text(torch.as_tensor(encoder.encode(captions))).view(len(attributes), len(values), -1)
-        scores = (text * image_vectors[:, None]).sum(-1)
-        truth = torch.tensor([values.index(a[key]) for a in attributes])
-        report[key] = {"accuracy": (scores.argmax(1) == truth).float().mean().item(), "chance": 1 / len(values)}
+    for key, values, captions, truth in one_attribute_variants(attributes):
+        text = matcher.embed_text(torch.as_tensor(encoder.encode(captions))).view(len(attributes), values, -1)
+        report[key] = {"accuracy": picked((text * image_vectors[:, None]).sum(-1), truth), "chance": 1 / values}
     return report
 
 
