@@ -14,25 +14,24 @@ upsampling) is what stops it; if it can, its teachers are.
     python experiments/q8_stage2_capacity.py --texture       # + a texture source (below)
     python experiments/q8_stage2_capacity.py --every_block   # + the condition in every up block
 
-`--texture` gives the generator what it lacks, as a test of that explanation: sinusoids of the
-pixel position at 256 px (periods 4, 6 and 8 px, four orientations, a random phase per image),
-mixed into its last feature map by two new 3x3 convs whose output starts at zero (so at step 0 it
-draws exactly the bundle's images). `--every_block` gives it the caption at every resolution:
-the same generator rebuilt with `g_conditioning="every_block"` (conditional BN in each up block,
-its new maps zero at the start, so again step 0 draws the bundle's images); the bundle's Stage-II
-reads the caption only at 16x16.
+`--texture` rebuilds the generator with `g_texture=True` (models.TextureSynthesis: periodic
+textures of the pixel position at a random phase, gated by the caption and G's features, added
+to the image; visible from step 0, since a texture cannot grow out of a flat image by gradient
+descent). `--every_block` gives it the caption at every resolution: the same generator rebuilt
+with `g_conditioning="every_block"` (conditional BN in each up block, its new maps zero at the
+start, so step 0 draws the bundle's images); the bundle's Stage-II reads the caption only at 16x16.
+The first `--texture` arm (results file `_texture`) was an earlier, zero-initialised version:
+sinusoids of fixed periods mixed into the last feature map.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from common import ROOT, ensure_data, parse_args, save
 
@@ -41,29 +40,7 @@ from stackgan.data.folder import load_folder, metadata_path
 from stackgan.data.problems import InputErrors
 from stackgan.data.shapes import PATTERNS, parse_caption
 from stackgan.metrics.shapes_oracle import load_shapes_oracle
-from stackgan.models import Stage2Generator
-
-
-class TextureSource(nn.Module):
-    """Adds to a (B, C, H, W) feature map a learnt function of it and of position sinusoids."""
-
-    def __init__(self, channels: int, periods=(4, 6, 8), orientations: int = 4, hidden: int = 16):
-        super().__init__()
-        angles = [math.pi * i / orientations for i in range(orientations)]
-        self.register_buffer("frequencies", torch.tensor(
-            [[2 * math.pi / p * math.cos(a), 2 * math.pi / p * math.sin(a)] for p in periods for a in angles]))
-        waves = 2 * len(self.frequencies)
-        self.mix = nn.Sequential(nn.Conv2d(channels + waves, hidden, 3, 1, 1), nn.ReLU(True),
-                                 nn.Conv2d(hidden, channels, 3, 1, 1))
-        nn.init.zeros_(self.mix[2].weight)
-        nn.init.zeros_(self.mix[2].bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b, _, height, width = h.shape
-        y, x = torch.meshgrid(torch.arange(height, dtype=h.dtype), torch.arange(width, dtype=h.dtype), indexing="ij")
-        angle = self.frequencies[:, 0, None, None] * x + self.frequencies[:, 1, None, None] * y  # (K, H, W)
-        angle = angle + 2 * math.pi * torch.rand(b, len(self.frequencies), 1, 1)
-        return h + self.mix(torch.cat([h, torch.sin(angle), torch.cos(angle)], dim=1))
+from stackgan.models import Stage2Generator, added_by_flags
 
 
 def pattern_captions(data_dir, split: str, limit: int) -> tuple[list[str], torch.Tensor]:
@@ -123,18 +100,15 @@ def main() -> None:
     test_captions, test_targets = pattern_captions(args.data_dir, "test", args.samples)
     train_embedding, _ = pipe.encode(train_captions)
     test_embedding, _ = pipe.encode(test_captions)
-    if args.every_block:
-        rebuilt = Stage2Generator(dataclasses.replace(pipe.model.config, g_conditioning="every_block"))
+    if args.every_block or args.texture:
+        options = {"g_conditioning": "every_block"} if args.every_block else {}
+        rebuilt = Stage2Generator(dataclasses.replace(pipe.model.config, g_texture=args.texture, **options))
         missing, unexpected = rebuilt.load_state_dict(pipe.model.stage2.state_dict(), strict=False)
-        if unexpected or any(".modulation." not in key for key in missing):
-            raise RuntimeError(f"every_block rebuild: missing {missing}, unexpected {unexpected}")
+        if unexpected or set(missing) - set(added_by_flags(rebuilt, pipe.model.stage2.state_dict())):
+            raise RuntimeError(f"rebuild: missing {missing}, unexpected {unexpected}")
         pipe.model.stage2 = rebuilt
     generator = pipe.model.stage2.train()
     parameters = list(generator.parameters())
-    if args.texture:  # the last up block's output, replaced by the hook's return value
-        texture = TextureSource(generator.up[-1].bn.num_features)
-        generator.up[-1].register_forward_hook(lambda module, inputs, output: texture(output))
-        parameters += list(texture.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, betas=(0.5, 0.999))
     order = torch.Generator().manual_seed(0)
     curve = [{"step": 0, **accuracy(pipe, oracle, test_embedding, test_targets)}]

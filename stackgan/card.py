@@ -42,8 +42,8 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     ]
     for key in ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "df_dim", "r_num", "upsample",
                 "ca_activation", "d_text_input", "d_matching", "kl_weight", "gan_loss", "d_norm", "gradient_penalty",
-                "mode_seeking_weight", "contrastive_weight", "stage2_image_skip", "d_stem", "use_ema", "ema_decay",
-                "batch_size", "g_learning_rate", "d_learning_rate"):
+                "mode_seeking_weight", "contrastive_weight", "stage2_image_skip", "g_texture", "d_stem", "use_ema",
+                "ema_decay", "batch_size", "g_learning_rate", "d_learning_rate"):
         lines.append(f"| {key} | {getattr(config, key)} |")
     facts = [(k, training[k]) for k in ("dataset", "data_seed", "steps", "wall_time") if k in training]
     if facts or "command" in training:

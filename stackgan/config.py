@@ -86,6 +86,10 @@ class StackGANConfig:
     # the tanh, in atanh space) instead of the whole image: it starts as an upsampler, so it keeps
     # Stage-I's colours and layout from step 0 and only has to learn the detail. Off = the paper.
     stage2_image_skip: bool = False
+    # Stage-II adds periodic textures of the pixel position at a random phase, gated per pixel
+    # (models.TextureSynthesis): its stationary convolutions cannot draw a texture a caption asks
+    # for out of a flat Stage-I colour, nor can gradients teach them to. Off = the paper.
+    g_texture: bool = False
     wrong_image: str = "in_batch_shift"
     captions_per_step: int = 1
     # Losses (paper: G = adversarial + 2.0 KL)

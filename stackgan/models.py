@@ -166,6 +166,60 @@ class ConditioningAugmentation(nn.Module):
         return c, mu, logvar
 
 
+class TextureSynthesis(nn.Module):
+    """Stage-II's source of fine detail: waves of the pixel position at a random per-image phase,
+    shaped per pixel into texture maps, gated by the condition (which texture) and G's last
+    features (where), and mixed into an RGB term added to the image before its tanh.
+
+    Why: G's convolutions are stationary, so over a flat region they can only draw a flat colour,
+    and a D's (or any judge's) gradient on a flat region is flat too: a texture cannot grow out of
+    nothing by gradient descent (experiments/q8_stage2_capacity.py). Here periodic textures exist
+    from step 0 and training only has to choose which one each caption and region gets, a
+    first-order signal. Fourier features of the position, as CIPS (Anokhin et al., CVPR 2021)
+    feeds its per-pixel generator; the periods and orientations are learnt.
+    """
+
+    def __init__(self, channels: int, condition_dim: int, waves: int = 32, textures: int = 16,
+                 periods=(3.0, 12.0)):
+        super().__init__()
+        period = torch.exp(torch.empty(waves).uniform_(*torch.tensor(periods).log().tolist()))
+        angle = torch.rand(waves) * torch.pi
+        self.frequency = nn.Parameter(torch.stack([angle.cos(), angle.sin()], dim=1) / period[:, None])  # cycles/px
+        self.shape = nn.Sequential(nn.Conv2d(2 * waves, textures, 1), nn.ReLU(True), nn.Conv2d(textures, textures, 1))
+        self.gate = nn.Conv2d(channels, textures, 1)
+        self.gate_text = nn.Linear(condition_dim, textures, bias=False)
+        self.mix = nn.Conv2d(textures, 3, 1)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Textures of unit scale, every gate half open, a mix of about a twentieth of the image's
+        range (in tanh space): visible texture at step 0 (init_weights' N(0, 0.02) would leave almost none, and
+        with it almost no gradient)."""
+        for conv in self.shape[::2]:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        nn.init.normal_(self.gate.weight, 0.0, 0.02)
+        nn.init.zeros_(self.gate.bias)
+        nn.init.zeros_(self.gate_text.weight)
+        nn.init.normal_(self.mix.weight, 0.0, 0.05)
+        nn.init.zeros_(self.mix.bias)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W): textures for features h (B, C, H, W) and condition c (B, condition_dim). The phase is an offset of up to 64 px drawn from the
+        first two components of Stage-II's CA noise eps (uniform through the normal CDF), so one
+        seed draws one image; without eps (or with a 1-d condition), a fresh random offset."""
+        b, _, height, width = h.shape
+        seeded = eps is not None and eps.shape[1] >= 2
+        offset = torch.special.ndtr(eps[:, :2]) if seeded else torch.rand(b, 2, device=h.device)
+        y, x = torch.meshgrid(torch.arange(height, device=h.device, dtype=h.dtype),
+                              torch.arange(width, device=h.device, dtype=h.dtype), indexing="ij")
+        position = torch.stack([x, y])[None] + 64 * offset.to(h.dtype)[:, :, None, None]   # (B, 2, H, W)
+        angle = 2 * torch.pi * torch.einsum("kd,bdhw->bkhw", self.frequency, position)      # (B, waves, H, W)
+        texture = self.shape(torch.cat([angle.sin(), angle.cos()], dim=1))
+        gate = torch.sigmoid(self.gate(h) + self.gate_text(c)[:, :, None, None])
+        return self.mix(gate * texture)
+
+
 class Stage1Generator(nn.Module):
     """Stage-I G: sketches the shape and colours at 64x64 from text and noise (paper §3.2)."""
 
@@ -211,8 +265,11 @@ class Stage2Generator(nn.Module):
             conv3x3(ngf * 4 + config.condition_dim, ngf * 4), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
         self.residual = nn.Sequential(*[ResidualBlock(ngf * 4) for _ in range(config.r_num)])
         self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config))
+        self.texture = TextureSynthesis(ngf // 4, config.condition_dim) if config.g_texture else None
         self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
         init_weights(self, config.icnr)
+        if self.texture is not None:
+            self.texture.reset_parameters()
         if config.stage2_image_skip:
             nn.init.zeros_(self.to_image[0].weight)  # at init: exactly the upsampled Stage-I image
 
@@ -223,11 +280,14 @@ class Stage2Generator(nn.Module):
         tiled = c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))         # (B, 4 gf, 16, 16)
         h = run_up_blocks(self.up, h, c)                                    # (B, gf/4, 256, 256)
-        if not self.config.stage2_image_skip:
-            return self.to_image(h), mu, logvar
-        base = F.interpolate(stage1_image, size=h.shape[-2:], mode="bilinear", align_corners=False)
         conv, tanh = self.to_image
-        return tanh(conv(h) + torch.atanh(base.clamp(-0.999, 0.999))), mu, logvar
+        image = conv(h)
+        if self.texture is not None:
+            image = image + self.texture(h, c, eps)
+        if self.config.stage2_image_skip:
+            base = F.interpolate(stage1_image, size=h.shape[-2:], mode="bilinear", align_corners=False)
+            image = image + torch.atanh(base.clamp(-0.999, 0.999))
+        return tanh(image), mu, logvar
 
 
 def up_blocks(channels: int, count: int, config: StackGANConfig) -> list[UpBlock]:
@@ -382,6 +442,14 @@ class Stage2Discriminator(Discriminator):
                    + conv_norm_act(conv3x3(ndf * 32, ndf * 16), norm)
                    + conv_norm_act(conv3x3(ndf * 16, ndf * 8), norm))
         super().__init__(config, encoder, uncond_head=config.stage2_uncond_head)
+
+
+def added_by_flags(generator: nn.Module, tensors: dict) -> dict:
+    """The generator's tensors that `tensors` lacks and that a flag adds to a network otherwise the
+    same (--g_conditioning every_block's modulation maps, --g_texture's texture module): a model
+    trained without the flag can start a run with it, the new parts at their own init."""
+    return {k: v for k, v in generator.state_dict().items()
+            if k not in tensors and (k.startswith("texture.") or ".modulation." in k)}
 
 
 @torch.no_grad()

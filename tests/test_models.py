@@ -332,3 +332,40 @@ def test_d_stem_adds_a_full_resolution_conv_before_the_paper_encoder(network, si
     assert stem.encode(image).shape == paper.encode(image).shape == (2, ndf * 8, 4, 4)
     # the stem, and the first stride-2 conv now reading ndf channels instead of RGB
     assert count(stem) - count(paper) == 3 * ndf * 9 + (ndf - 3) * ndf * 16
+
+
+def test_texture_synthesis_draws_gated_textures_whose_phase_is_a_translation_set_by_eps():
+    from stackgan.fast import fold_batchnorm
+    from stackgan.models import TextureSynthesis
+    torch.manual_seed(0)
+    texture = TextureSynthesis(channels=4, condition_dim=8)
+    texture.reset_parameters()
+    flat, c = torch.zeros(1, 4, 40, 40), torch.zeros(1, 8)
+    eps = torch.zeros(1, 8)
+    drawn = texture(flat, c, eps)
+    assert drawn.shape == (1, 3, 40, 40)
+    assert drawn.std() > 0.01  # visible texture on a flat input from step 0 (init_weights' scale draws ~none)
+    # eps's first two components move the pattern by whole pixels: 64 * (ndtr(eps') - ndtr(0)) = (5, 3)
+    shifted = eps.clone()
+    shifted[0, :2] = torch.special.ndtri(torch.tensor([0.5 + 5 / 64, 0.5 + 3 / 64]))
+    moved = texture(flat, c, shifted)
+    assert torch.allclose(moved[..., :-3, :-5], drawn[..., 3:, 5:], atol=1e-4)
+    assert not torch.allclose(moved, drawn, atol=1e-2)
+    assert torch.equal(texture(flat, c, eps), texture(flat, c, eps))  # one eps, one image
+    texture(flat, torch.ones(1, 8), eps).square().sum().backward()
+    assert texture.frequency.grad.abs().sum() > 0 and texture.gate_text.weight.grad.abs().sum() > 0
+    # the condition picks textures: a closed gate draws nothing
+    with torch.no_grad():
+        texture.gate_text.weight.fill_(-10.0)
+    assert texture(flat, torch.ones(1, 8), eps).abs().max() < 1e-3
+    # Stage-II with it: trained-layout checkpoints of the paper network load into it, and the
+    # inference copy draws the same
+    config = StackGANConfig.from_preset("tiny", g_texture=True)
+    g2 = Stage2Generator(config).eval()
+    paper = Stage2Generator(StackGANConfig.from_preset("tiny"))
+    missing, unexpected = g2.load_state_dict(paper.state_dict(), strict=False)
+    from stackgan.models import added_by_flags
+    assert not unexpected and sorted(missing) == sorted(added_by_flags(g2, paper.state_dict()))
+    inputs = (torch.randn(2, 3, 64, 64).tanh(), torch.randn(2, config.text_dim), torch.randn(2, config.condition_dim))
+    assert torch.allclose(fold_batchnorm(g2)(*inputs)[0], g2(*inputs)[0], atol=1e-5)
+    assert not torch.allclose(g2(*inputs)[0], paper.eval()(*inputs)[0], atol=1e-3)

@@ -89,6 +89,17 @@ def test_stage1_then_stage2(shapes, tmp_path):
     resumed = train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
                                                 "--max_train_steps", 3, "--resume_from_checkpoint", "latest")))
     assert StackGANPipeline.from_pretrained(resumed).model.training_info["steps"] == 3
+    # a flag that adds generator parts (--g_texture) fine-tunes a model trained without them: the
+    # rest is loaded, the new parts start at their init (G held still here, so nothing else moves)
+    textured = run(*flags(shapes, tmp_path / "textured", "--stage", 2, "--stage1_model", s1, "--init_from", s2,
+                          "--g_texture", "true", "--max_train_steps", 1, "--d_warmup_steps", 1))
+    assert textured.returncode == 0, textured.stderr[-2000:]
+    assert re.search(r"it lacks \d+ generator tensors this run's flags add \(texture\.", textured.stdout + textured.stderr)
+    tensors, state = weights(tmp_path / "textured")
+    before, _ = weights(s2)
+    assert state["config"]["g_texture"] is True and "stage2.texture.mix.weight" in tensors
+    assert all(torch.equal(tensors[k], v) for k, v in before.items() if k.startswith("stage2.") and "running" not in k
+               and "num_batches" not in k)
 
 
 def test_killed_run_resumes_to_the_same_weights(shapes, tmp_path):

@@ -45,6 +45,7 @@ from stackgan.hub import resolve_model_folder, upload_model_folder
 from stackgan.images import make_grid
 from stackgan.losses import discriminator_objective, generator_objective
 from stackgan.matcher import ImageTextMatcher
+from stackgan.models import added_by_flags
 from stackgan.pipeline import verify_model_folder
 from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
@@ -52,7 +53,7 @@ from stackgan.tracking import JSONLTracker
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
 # string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
-                "stage2_uncond_head", "stage2_image_skip", "d_stem", "captions_per_step", "kl_weight", "gp_weight",
+                "stage2_uncond_head", "stage2_image_skip", "g_texture", "d_stem", "captions_per_step", "kl_weight", "gp_weight",
                 "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
                 "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
@@ -102,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", choices=allowed, default=None)
     p.add_argument("--stage2_uncond_head", type=_bool, default=None)
     p.add_argument("--stage2_image_skip", type=_bool, default=None)
+    p.add_argument("--g_texture", type=_bool, default=None, help="Stage-II adds gated periodic textures (patterns)")
     p.add_argument("--d_stem", type=_bool, default=None, help="D starts with a full-resolution 3x3 conv (textures)")
     p.add_argument("--conditioning_augmentation", type=_bool, default=None, help="false: c = mu, no KL (ablation)")
     p.add_argument("--icnr", type=_bool, default=None, help="ICNR init of pixelshuffle blocks (default true)")
@@ -410,6 +412,12 @@ def init_networks(source, generator: nn.Module, discriminator: nn.Module, stage:
         pairs = [("generator", generator), ("discriminator", discriminator)]
     for stem, network in pairs:
         theirs = tensors.get(stem, {})
+        if stem == "generator" and (added := added_by_flags(network, theirs)):
+            log(f"--init_from {source}: it lacks {len(added)} generator tensors this run's flags add "
+                f"({', '.join(sorted(added)[:3])}{', ...' if len(added) > 3 else ''}); they start at their init")
+            theirs = tensors["generator"] = {**theirs, **added}
+            if "ema" in tensors:
+                tensors["ema"] = {**tensors["ema"], **added}
         if differ := mismatched(network, theirs):
             raise ValueError(f"--init_from {source}: its {stem} does not fit this run's (stage, preset and "
                              f"network flags must match); tensors that differ: {differ[:5]}"
