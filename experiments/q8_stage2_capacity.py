@@ -122,7 +122,7 @@ def main() -> None:
         optimizer.step()
         if step % args.every == 0 or step == args.steps:
             curve.append({"step": step, "loss": loss.item(), **accuracy(pipe, oracle, test_embedding, test_targets)})
-            print(json.dumps({k: v for k, v in curve[-1].items() if k != "confusion"}))
+            print(json.dumps(curve[-1]))
     save(args, "q8_stage2_capacity" + ("_texture" if args.texture else "") + ("_every_block" if args.every_block else ""),
          {"model": args.model, "texture": args.texture, "every_block": args.every_block,
           "learning_rate": args.learning_rate,

@@ -176,32 +176,49 @@ class TextureSynthesis(nn.Module):
     nothing by gradient descent (experiments/q8_stage2_capacity.py). Here periodic textures exist
     from step 0 and training only has to choose which one each caption and region gets, a
     first-order signal. Fourier features of the position, as CIPS (Anokhin et al., CVPR 2021)
-    feeds its per-pixel generator; the periods and orientations are learnt.
+    feeds its per-pixel generator; the periods and orientations start as a filter bank's and are
+    learnt.
     """
 
-    def __init__(self, channels: int, condition_dim: int, waves: int = 32, textures: int = 16,
-                 periods=(3.0, 12.0)):
+    def __init__(self, channels: int, condition_dim: int, orientations: int = 8, periods=(4.0, 5.4, 7.4, 10.0)):
         super().__init__()
-        period = torch.exp(torch.empty(waves).uniform_(*torch.tensor(periods).log().tolist()))
-        angle = torch.rand(waves) * torch.pi
-        self.frequency = nn.Parameter(torch.stack([angle.cos(), angle.sin()], dim=1) / period[:, None])  # cycles/px
-        self.shape = nn.Sequential(nn.Conv2d(2 * waves, textures, 1), nn.ReLU(True), nn.Conv2d(textures, textures, 1))
-        self.gate = nn.Conv2d(channels, textures, 1)
-        self.gate_text = nn.Linear(condition_dim, textures, bias=False)
-        self.mix = nn.Conv2d(textures, 3, 1)
+        if orientations % 2:
+            raise ValueError(f"orientations must be even (textures pair orthogonal waves), got {orientations}")
+        self.orientations, self.periods = orientations, tuple(periods)
+        waves = orientations * len(periods)
+        self.frequency = nn.Parameter(torch.empty(waves, 2))  # cycles per pixel along x, y
+        self.shape = nn.Sequential(nn.Conv2d(2 * waves, waves // 2, 1), nn.ReLU(True),
+                                   nn.Conv2d(waves // 2, waves // 2, 1))
+        self.gate = nn.Conv2d(channels, waves // 2, 1)
+        self.gate_text = nn.Linear(condition_dim, waves // 2, bias=False)
+        self.mix = nn.Conv2d(waves // 2, 3, 1)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Textures of unit scale, every gate half open, a mix of about a twentieth of the image's
-        range (in tanh space): visible texture at step 0 (init_weights' N(0, 0.02) would leave almost none, and
-        with it almost no gradient)."""
-        for conv in self.shape[::2]:
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+        """A filter bank's start: waves at evenly spaced orientations and the given periods; each
+        texture a ReLU of one pair of orthogonal waves of one period (stripes, grids, dots are such
+        functions), passed on unmixed; every gate half open; a mix of about a tenth of the image's
+        range (in tanh space). So textures are visible from step 0: init_weights' N(0, 0.02)
+        would leave almost none, and with it almost no gradient."""
+        half = self.orientations // 2
+        angle = torch.arange(self.orientations) * torch.pi / self.orientations
+        direction = torch.stack([angle.cos(), angle.sin()], dim=1)                    # (orientations, 2)
+        self.frequency.copy_(torch.cat([direction / p for p in self.periods]))
+        waves = len(self.frequency)
+        first = torch.zeros_like(self.shape[0].weight)                                # (textures, 2 waves, 1, 1)
+        for t in range(waves // 2):
+            period, o = divmod(t, half)
+            pair = [period * self.orientations + o, period * self.orientations + o + half]
+            for w in pair:  # its sin and cos channels
+                first[t, [w, waves + w], 0, 0] = torch.randn(2) * 0.7
+        self.shape[0].weight.copy_(first)
+        nn.init.zeros_(self.shape[0].bias)
+        nn.init.eye_(self.shape[2].weight[:, :, 0, 0])
+        nn.init.zeros_(self.shape[2].bias)
         nn.init.normal_(self.gate.weight, 0.0, 0.02)
         nn.init.zeros_(self.gate.bias)
         nn.init.zeros_(self.gate_text.weight)
-        nn.init.normal_(self.mix.weight, 0.0, 0.05)
+        nn.init.normal_(self.mix.weight, 0.0, 0.15)
         nn.init.zeros_(self.mix.bias)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
