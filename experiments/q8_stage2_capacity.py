@@ -13,6 +13,7 @@ upsampling) is what stops it; if it can, its teachers are.
     python experiments/q8_stage2_capacity.py                 # 300 steps, batch 16, lr 4e-4
     python experiments/q8_stage2_capacity.py --texture       # + a texture source (below)
     python experiments/q8_stage2_capacity.py --every_block   # + the condition in every up block
+    python experiments/q8_stage2_capacity.py --stage 1       # Stage-I's generator instead (64 px)
 
 `--texture` rebuilds the generator with `g_texture=True` (models.TextureSynthesis: periodic
 textures of the pixel position at a random phase, gated by the caption and G's features, added
@@ -60,22 +61,24 @@ def pattern_captions(data_dir, split: str, limit: int) -> tuple[list[str], torch
     return captions[:limit], torch.tensor(targets[:limit])
 
 
-def draw(pipe, embedding: torch.Tensor, seed: int) -> torch.Tensor:
-    """Stage-II images (B, 3, 256, 256) in [0, 1] for standardised embeddings, Stage-I frozen."""
+def draw(pipe, embedding: torch.Tensor, seed: int, stage: int = 2) -> torch.Tensor:
+    """Images in [0, 1] for standardised embeddings: Stage-II's (B, 3, 256, 256) with Stage-I
+    frozen, or with stage=1 Stage-I's (B, 3, 64, 64)."""
     model, generator = pipe.model, torch.Generator().manual_seed(seed)
     z = torch.randn(len(embedding), model.config.z_dim, generator=generator)
     eps = torch.randn(2, len(embedding), model.config.condition_dim, generator=generator)
-    with torch.no_grad():
-        stage1, _, _ = model.stage1(embedding, z, eps[0])
-    image, _, _ = model.stage2(stage1, embedding, eps[1])
+    with torch.set_grad_enabled(stage == 1 and torch.is_grad_enabled()):
+        image, _, _ = model.stage1(embedding, z, eps[0])
+    if stage == 2:
+        image, _, _ = model.stage2(image, embedding, eps[1])
     return (image + 1) / 2
 
 
-def accuracy(pipe, oracle, embedding, targets, seed: int = 12345) -> dict:
-    pipe.model.stage2.eval()
+def accuracy(pipe, oracle, embedding, targets, seed: int = 12345, stage: int = 2) -> dict:
+    generator = getattr(pipe.model, f"stage{stage}").eval()
     with torch.no_grad():
-        logits = oracle.classify(oracle(draw(pipe, embedding, seed)))
-    pipe.model.stage2.train()
+        logits = oracle.classify(oracle(draw(pipe, embedding, seed, stage)))
+    generator.train()
     predicted = logits["pattern"].argmax(1)
     confusion = [[int(((targets == t) & (predicted == p)).sum()) for p in range(len(PATTERNS))]
                  for t in range(len(PATTERNS))]
@@ -88,8 +91,11 @@ def main() -> None:
                                        p.add_argument("--learning_rate", type=float, default=4e-4),
                                        p.add_argument("--batch_size", type=int, default=16),
                                        p.add_argument("--every", type=int, default=50),
+                                       p.add_argument("--stage", type=int, choices=(1, 2), default=2),
                                        p.add_argument("--texture", action="store_true"),
                                        p.add_argument("--every_block", action="store_true")))
+    if args.stage == 1 and (args.texture or args.every_block):
+        sys.exit("--texture and --every_block rebuild the Stage-II generator; drop them with --stage 1")
     ensure_data(args)
     torch.manual_seed(0)
     pipe = StackGANPipeline.from_pretrained(args.model)
@@ -107,24 +113,26 @@ def main() -> None:
         if unexpected or set(missing) - set(added_by_flags(rebuilt, pipe.model.stage2.state_dict())):
             raise RuntimeError(f"rebuild: missing {missing}, unexpected {unexpected}")
         pipe.model.stage2 = rebuilt
-    generator = pipe.model.stage2.train()
+    generator = getattr(pipe.model, f"stage{args.stage}").train()
     parameters = list(generator.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, betas=(0.5, 0.999))
     order = torch.Generator().manual_seed(0)
-    curve = [{"step": 0, **accuracy(pipe, oracle, test_embedding, test_targets)}]
+    curve = [{"step": 0, **accuracy(pipe, oracle, test_embedding, test_targets, stage=args.stage)}]
     print(curve[-1])
     for step in range(1, args.steps + 1):
         rows = torch.randint(len(train_captions), (args.batch_size,), generator=order)
-        logits = oracle.classify(oracle(draw(pipe, train_embedding[rows], seed=step)))["pattern"]
+        logits = oracle.classify(oracle(draw(pipe, train_embedding[rows], step, args.stage)))["pattern"]
         loss = F.cross_entropy(logits, train_targets[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % args.every == 0 or step == args.steps:
-            curve.append({"step": step, "loss": loss.item(), **accuracy(pipe, oracle, test_embedding, test_targets)})
+            curve.append({"step": step, "loss": loss.item(),
+                          **accuracy(pipe, oracle, test_embedding, test_targets, stage=args.stage)})
             print(json.dumps(curve[-1]))
-    save(args, "q8_stage2_capacity" + ("_texture" if args.texture else "") + ("_every_block" if args.every_block else ""),
-         {"model": args.model, "texture": args.texture, "every_block": args.every_block,
+    save(args, "q8_stage2_capacity" + ("_stage1" if args.stage == 1 else "") + ("_texture" if args.texture else "")
+         + ("_every_block" if args.every_block else ""),
+         {"model": args.model, "stage": args.stage, "texture": args.texture, "every_block": args.every_block,
           "learning_rate": args.learning_rate,
           "batch_size": args.batch_size, "test_captions": len(test_captions), "curve": curve})
 

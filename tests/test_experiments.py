@@ -112,3 +112,15 @@ def test_stage2_capacity_experiment_fine_tunes_the_bundled_stage2_on_the_oracles
     # The new conditional-BN maps start at zero: at step 0 that arm draws the bundle's images (the
     # texture arm does not: its textures are visible from step 0, by design).
     assert results[""]["curve"][0] == results["_every_block"]["curve"][0]
+
+
+def test_pattern_cues_experiment_scores_the_oracle_on_real_images_with_the_texture_removed(shapes, tmp_path):
+    run_smoke("q9_pattern_cues.py", shapes, tmp_path)
+    result = json.loads((tmp_path / "q9_pattern_cues.json").read_text())
+    assert set(result["views"]) == {"as is", "via 64 px", "via 32 px", "9x9 box blur"}
+    n = result["images"]
+    assert 0 < n <= 8 and result["patterns"] == ["plain", "striped", "dotted", "checkered"]
+    for view in result["views"].values():
+        assert sum(map(sum, view["confusion"])) == n
+        assert view["pattern"] == pytest.approx(sum(view["confusion"][i][i] for i in range(4)) / n)
+    assert result["views"]["as is"]["pattern"] == 1.0  # the oracle reads real images (99.9% of 1,000)
