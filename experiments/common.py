@@ -23,6 +23,8 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stackgan.data.shapes import PATTERNS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -128,6 +130,14 @@ def save(args, name: str, results: dict) -> None:
         results["runs"] = {k: {m: v for m, v in r.items() if m != "losses"} for k, r in results["runs"].items()}
     (Path(args.results) / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps({k: v for k, v in results.items() if k != "runs"}, indent=1)[:2000])
+
+
+def pattern_scores(predicted, targets) -> dict:
+    """Accuracy and confusion matrix (rows: true pattern, columns: predicted) of Shapes pattern
+    indices, as q8 and q9 report them."""
+    confusion = [[int(((targets == t) & (predicted == p)).sum()) for p in range(len(PATTERNS))]
+                 for t in range(len(PATTERNS))]
+    return {"pattern": float((predicted == targets).float().mean()), "confusion": confusion}
 
 
 def figure(width: float = 9, height: float = 3.2, columns: int = 1):

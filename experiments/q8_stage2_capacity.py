@@ -34,7 +34,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from common import ROOT, ensure_data, parse_args, save
+from common import ROOT, ensure_data, parse_args, pattern_scores, save
 
 from stackgan import StackGANPipeline
 from stackgan.data.folder import load_folder, metadata_path
@@ -79,10 +79,7 @@ def accuracy(pipe, oracle, embedding, targets, seed: int = 12345, stage: int = 2
     with torch.no_grad():
         logits = oracle.classify(oracle(draw(pipe, embedding, seed, stage)))
     generator.train()
-    predicted = logits["pattern"].argmax(1)
-    confusion = [[int(((targets == t) & (predicted == p)).sum()) for p in range(len(PATTERNS))]
-                 for t in range(len(PATTERNS))]
-    return {"pattern": float((predicted == targets).float().mean()), "confusion": confusion}
+    return pattern_scores(logits["pattern"].argmax(1), targets)
 
 
 def main() -> None:

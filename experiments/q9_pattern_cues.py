@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import ensure_data, parse_args, save
+from common import ensure_data, parse_args, pattern_scores, save
 
 from stackgan.data.folder import load_folder
 from stackgan.data.problems import InputErrors
@@ -55,9 +55,7 @@ def main() -> None:
     for name, view in VIEWS.items():
         with torch.no_grad():
             predicted = oracle.classify(oracle(view(images)))["pattern"].argmax(1)
-        views[name] = {"pattern": float((predicted == targets).float().mean()),
-                       "confusion": [[int(((targets == t) & (predicted == p)).sum()) for p in range(len(PATTERNS))]
-                                     for t in range(len(PATTERNS))]}
+        views[name] = pattern_scores(predicted, targets)
         print(name, round(views[name]["pattern"], 3), views[name]["confusion"])
     save(args, "q9_pattern_cues", {"patterns": list(PATTERNS), "images": len(examples), "views": views})
 

@@ -222,9 +222,11 @@ class TextureSynthesis(nn.Module):
         nn.init.zeros_(self.mix.bias)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 3, H, W): textures for features h (B, C, H, W) and condition c (B, condition_dim). The phase is an offset of up to 64 px drawn from the
-        first two components of Stage-II's CA noise eps (uniform through the normal CDF), so one
-        seed draws one image; without eps (or with a 1-d condition), a fresh random offset."""
+        """(B, 3, H, W): textures for features h (B, C, H, W) and condition c (B, condition_dim).
+
+        The phase is an offset of up to 64 px drawn from the first two components of Stage-II's
+        CA noise eps (uniform through the normal CDF), so one seed draws one image; without eps
+        (or with a 1-d condition), a fresh random offset."""
         b, _, height, width = h.shape
         seeded = eps is not None and eps.shape[1] >= 2
         offset = torch.special.ndtr(eps[:, :2]) if seeded else torch.rand(b, 2, device=h.device)

@@ -53,8 +53,8 @@ from stackgan.tracking import JSONLTracker
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
 # string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
-                "stage2_uncond_head", "stage2_image_skip", "g_texture", "d_stem", "captions_per_step", "kl_weight", "gp_weight",
-                "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
+                "stage2_uncond_head", "stage2_image_skip", "g_texture", "d_stem", "captions_per_step", "kl_weight",
+                "gp_weight", "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
                 "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
 GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation",
