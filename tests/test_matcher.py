@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stackgan.matcher import ImageTextMatcher, MatcherConfig
+from stackgan.matcher import ImageTextMatcher, MatcherConfig, NearestCaptions
 
 from test_train import flags, shapes, train  # noqa: F401  (the module's Shapes fixture)
 
@@ -26,13 +26,14 @@ def matcher_folder(shapes, tmp_path_factory):
     output = tmp_path_factory.mktemp("matcher")
     train_matcher.main(["--dataset", "shapes", "--data_dir", str(shapes), "--output_dir", str(output),
                         "--preset", "tiny", "--max_train_steps", "60", "--train_batch_size", "8",
-                        "--image_size", "32", "--channels", "4", "--queue", "16", "--probe_images", "4"])
+                        "--image_size", "32", "--channels", "4", "--queue", "16", "--probe_images", "4",
+                        "--hard_negatives", "3"])
     return output
 
 
 def test_the_matcher_learns_to_pair_training_images_with_their_captions(matcher_folder, shapes):
     report = json.loads((matcher_folder / "training.json").read_text())
-    assert report["steps"] == 60 and set(report["probe"]) == {"shape", "color", "size", "position", "pattern",
+    assert report["steps"] == 60 and report["args"]["hard_negatives"] == 3 and set(report["probe"]) == {"shape", "color", "size", "position", "pattern",
                                                               "background"}
     losses = [row["loss"] for row in report["log"]]
     assert losses[-1] < losses[0]
@@ -92,6 +93,36 @@ def test_a_repeated_caption_is_not_its_own_negative():
     assert torch.allclose(matcher.loss(images, text, torch.cat([extra, b])), expected)
 
 
+def test_nearest_captions_are_the_closest_other_captions_in_the_standardised_space():
+    torch.manual_seed(0)
+    pool = torch.randn(50, 8)
+    mean, std = torch.randn(8), torch.rand(8) + 0.5
+    nearest = NearestCaptions(pool.numpy(), mean, std)
+    query = torch.cat([pool[:2], pool[2:3] * 3 + 0.01])  # two pool rows, and one scaled off the pool
+    found = nearest(query, 4)
+    assert found.shape == (3, 4, 8)
+    unit = F.normalize((pool - mean) / std, dim=1)
+    for row, q in zip(found, F.normalize((query - mean) / std, dim=1)):
+        similarity = unit @ q
+        ranked = [i for i in similarity.argsort(descending=True).tolist() if similarity[i] < 0.999][:4]
+        assert torch.equal(row, pool[ranked])
+    # A caption is never its own hard negative, nor is a copy of it.
+    assert not any(torch.equal(found[0, j], pool[0]) for j in range(4))
+    with pytest.raises(ValueError, match="1 <= k < 50"):
+        nearest(query, 50)
+
+
+def test_hard_negatives_are_each_image_s_own():
+    torch.manual_seed(0)
+    matcher = ImageTextMatcher(MatcherConfig(text_dim=16, image_size=32, channels=4)).eval()
+    images, text, hard = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 16), torch.randn(2, 3, 16)
+    logits = matcher.similarity(images, torch.cat([text, hard.flatten(0, 1)])) / matcher.config.temperature
+    # Image 0 meets captions 0, 1 and its own three hard ones (columns 2-4), not image 1's (5-7).
+    expected = torch.stack([F.cross_entropy(logits[0, [0, 1, 2, 3, 4]][None], torch.tensor([0])),
+                            F.cross_entropy(logits[1, [0, 1, 5, 6, 7]][None], torch.tensor([1]))]).mean()
+    assert torch.allclose(matcher.loss(images, text, hard=hard), expected, atol=1e-6)
+
+
 def test_train_py_adds_the_matcher_loss_to_g(matcher_folder, shapes, tmp_path):
     out = train.main(train.parse_args(flags(shapes, tmp_path / "with", "--max_train_steps", 2,
                                             "--matcher", matcher_folder, "--matcher_weight", 2.0)))
@@ -110,6 +141,14 @@ def test_train_py_adds_the_matcher_loss_to_g(matcher_folder, shapes, tmp_path):
     alone = next(json.loads(line) for line in (alone / "logs" / "train" / "metrics.jsonl").read_text().splitlines()
                  if "g_loss" in line)
     assert alone["matcher"] < rows[0]["matcher"]
+    # Each fake's nearest captions as negatives as well: a harder test, a larger loss.
+    hard = train.main(train.parse_args(flags(shapes, tmp_path / "hard", "--max_train_steps", 1, "--matcher",
+                                             matcher_folder, "--matcher_weight", 2.0, "--matcher_hard_negatives", 4)))
+    hard = next(json.loads(line) for line in (hard / "logs" / "train" / "metrics.jsonl").read_text().splitlines()
+                if "g_loss" in line)
+    assert hard["matcher"] > rows[0]["matcher"]
+    with pytest.raises(ValueError, match="--matcher_hard_negatives needs --matcher"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher_hard_negatives", 4)))
     with pytest.raises(ValueError, match="--matcher_negatives must be >= 0"):
         train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher", matcher_folder,
                                           "--matcher_negatives", -1)))

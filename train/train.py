@@ -44,7 +44,7 @@ from stackgan.data import build_dataset
 from stackgan.hub import resolve_model_folder, upload_model_folder
 from stackgan.images import make_grid
 from stackgan.losses import discriminator_objective, generator_objective
-from stackgan.matcher import ImageTextMatcher
+from stackgan.matcher import ImageTextMatcher, NearestCaptions
 from stackgan.models import added_by_flags
 from stackgan.pipeline import verify_model_folder
 from stackgan.text import TextEncoder
@@ -123,6 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--matcher_weight", type=float, default=1.0, help="weight of the --matcher loss")
     p.add_argument("--matcher_negatives", type=int, default=1024,
                    help="random training captions scored as extra negatives in the --matcher loss each step")
+    p.add_argument("--matcher_hard_negatives", type=int, default=0,
+                   help="per image, also the K training captions nearest its caption as --matcher negatives")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -235,8 +237,11 @@ def check_args(args) -> None:
         raise ValueError(f"--d_warmup_steps must be >= 0, got {args.d_warmup_steps}")
     if args.matcher_weight <= 0:
         raise ValueError(f"--matcher_weight must be > 0, got {args.matcher_weight}")
-    if args.matcher_negatives < 0:
-        raise ValueError(f"--matcher_negatives must be >= 0, got {args.matcher_negatives}")
+    for name in ("matcher_negatives", "matcher_hard_negatives"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+    if args.matcher_hard_negatives and not args.matcher:
+        raise ValueError("--matcher_hard_negatives needs --matcher (the matcher that scores them)")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
     if args.stage == 2 and not args.stage1_model:
@@ -366,12 +371,14 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
 
 
 def matcher_term(matcher: ImageTextMatcher, weight: float, raw_embedding: torch.Tensor, negatives: torch.Tensor,
-                 fake: torch.Tensor) -> torch.Tensor:
+                 hard: torch.Tensor | None, fake: torch.Tensor) -> torch.Tensor:
     """--matcher's part of G's loss: the frozen matcher's InfoNCE of the fakes against the batch's
-    captions and `negatives` (raw embeddings: the matcher standardises them with its own
-    statistics). Without the extra negatives the loss stops pulling once an image is nearer its
-    caption than the batch's 15 others, which differ in colour: details like texture never count."""
-    return weight * matcher.loss(fake.float(), raw_embedding.to(fake.device), negatives.to(fake.device))
+    captions, `negatives` and each fake's own `hard` ones (raw embeddings: the matcher standardises
+    them with its own statistics). Without the extra negatives the loss stops pulling once an image
+    is nearer its caption than the batch's 15 others, which differ in colour: details like texture
+    never count; a caption's nearest neighbours differ from it in such a detail."""
+    return weight * matcher.loss(fake.float(), raw_embedding.to(fake.device), negatives.to(fake.device),
+                                 None if hard is None else hard.to(fake.device))
 
 
 def matcher_negatives(dataset, count: int, seed: int, micro_step: int) -> torch.Tensor:
@@ -500,6 +507,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
+    nearest = (NearestCaptions(dataset.embeddings, matcher.embedding_mean.cpu(), matcher.embedding_std.cpu())
+               if args.matcher_hard_negatives else None)
     torch.manual_seed(args.seed)  # the initial weights; every later draw has its own seeded generator
     model = StackGANModel(config.to_dict(), stages=args.stage)
     if stage1_model is not None:
@@ -658,7 +667,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                               update_g=state["step"] >= args.d_warmup_steps,
                                               matcher_loss=None if matcher is None else partial(
                                                   matcher_term, matcher, args.matcher_weight, batch["embedding"],
-                                                  matcher_negatives(dataset, args.matcher_negatives, args.seed, micro_step)))
+                                                  matcher_negatives(dataset, args.matcher_negatives, args.seed, micro_step),
+                                                  nearest(batch["embedding"], args.matcher_hard_negatives)
+                                                  if nearest else None))
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1

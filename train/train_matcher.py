@@ -3,11 +3,12 @@
     python train/train_matcher.py --dataset shapes --data_dir data/shapes --output_dir runs/matcher
 
 It reads the same caches as Stage-II training (real images, centre crops, and their caption
-embeddings) and learns by InfoNCE: each image against its own caption, the batch's other captions
-and a queue of earlier ones. The queue matters: a batch's other captions almost always differ in
-colour or background, which the matcher then learns alone; among thousands, many differ in one
-detail only. On Shapes it finishes with a probe: for held-back test images, how often the true
-caption beats every caption that differs from it in one attribute.
+embeddings) and learns by InfoNCE: each image against its own caption, the batch's other captions,
+a queue of earlier ones and, with --hard_negatives K, the K training captions nearest its own.
+The negatives matter: a batch's other captions almost always differ in colour or background,
+which the matcher then learns alone; among thousands, many differ in one detail only, and a
+caption's nearest neighbours mostly do. On Shapes it finishes with a probe: for held-back test
+images, how often the true caption beats every caption that differs from it in one attribute.
 """
 
 import argparse
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stackgan.config import StackGANConfig  # noqa: E402
 from stackgan.data import build_dataset  # noqa: E402
-from stackgan.matcher import ImageTextMatcher, MatcherConfig  # noqa: E402
+from stackgan.matcher import ImageTextMatcher, MatcherConfig, NearestCaptions  # noqa: E402
 from stackgan.text import TextEncoder  # noqa: E402
 
 
@@ -41,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--train_batch_size", type=int, default=64)
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--queue", type=int, default=4096, help="earlier captions kept as extra negatives")
+    p.add_argument("--hard_negatives", type=int, default=0,
+                   help="per image, also the K training captions nearest its own caption (matcher.NearestCaptions)")
     p.add_argument("--image_size", type=int, default=MatcherConfig.image_size)
     p.add_argument("--channels", type=int, default=MatcherConfig.channels)
     p.add_argument("--init_from", default=None, help="a matcher folder to continue training (its sizes win)")
@@ -50,8 +53,9 @@ def parse_args(argv=None):
     for name in ("max_train_steps", "train_batch_size", "image_size", "channels"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.queue < 0:
-        p.error(f"--queue must be >= 0, got {args.queue}")
+    for name in ("queue", "hard_negatives"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name} must be >= 0, got {getattr(args, name)}")
     return args
 
 
@@ -112,6 +116,8 @@ def main(argv=None) -> Path:
     optimizer = torch.optim.Adam(matcher.parameters(), lr=args.learning_rate, betas=(0.9, 0.999))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.max_train_steps)
     queue = torch.zeros(0, dataset.embedding_dim)
+    nearest = (NearestCaptions(dataset.embeddings, matcher.embedding_mean, matcher.embedding_std)
+               if args.hard_negatives else None)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     log, started = [], time.time()
@@ -119,7 +125,8 @@ def main(argv=None) -> Path:
     progress = tqdm(range(1, args.max_train_steps + 1), desc="matcher")
     for step in progress:
         images, embedding = next(stream)
-        loss = matcher.loss(images, embedding, queue if len(queue) else None)
+        loss = matcher.loss(images, embedding, queue if len(queue) else None,
+                            nearest(embedding, args.hard_negatives) if nearest else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
