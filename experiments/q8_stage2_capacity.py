@@ -16,13 +16,14 @@ upsampling) is what stops it; if it can, its teachers are.
     python experiments/q8_stage2_capacity.py --stage 1       # Stage-I's generator instead (64 px)
 
 `--texture` rebuilds the generator with `g_texture=True` (models.TextureSynthesis: periodic
-textures of the pixel position at a random phase, gated by the caption and G's features, added
-to the image; visible from step 0, since a texture cannot grow out of a flat image by gradient
-descent). `--every_block` gives it the caption at every resolution: the same generator rebuilt
+textures of the pixel position at a random phase, gated by the caption and G's features and
+coloured per pixel from those features; the colour starts at zero, so step 0 draws the bundle's
+images, and grows from the textures' mean, which any request for another tint pulls on).
+`--every_block` gives it the caption at every resolution: the same generator rebuilt
 with `g_conditioning="every_block"` (conditional BN in each up block, its new maps zero at the
 start, so step 0 draws the bundle's images); the bundle's Stage-II reads the caption only at 16x16.
-The first `--texture` arm (results file `_texture`) was an earlier, zero-initialised version:
-sinusoids of fixed periods mixed into the last feature map.
+Earlier `--texture` arms (README, q8 table) used earlier versions of the module: sinusoids of
+fixed periods mixed into the last feature map, then textures with a fixed colour each.
 """
 
 from __future__ import annotations

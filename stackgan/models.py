@@ -169,15 +169,20 @@ class ConditioningAugmentation(nn.Module):
 class TextureSynthesis(nn.Module):
     """Stage-II's source of fine detail: waves of the pixel position at a random per-image phase,
     shaped per pixel into texture maps, gated by the condition (which texture) and G's last
-    features (where), and mixed into an RGB term added to the image before its tanh.
+    features (where), and coloured per pixel from those features: an RGB term added to the image
+    before its tanh.
 
     Why: G's convolutions are stationary, so over a flat region they can only draw a flat colour,
     and a D's (or any judge's) gradient on a flat region is flat too: a texture cannot grow out of
-    nothing by gradient descent (experiments/q8_stage2_capacity.py). Here periodic textures exist
-    from step 0 and training only has to choose which one each caption and region gets, a
-    first-order signal. Fourier features of the position, as CIPS (Anokhin et al., CVPR 2021)
-    feeds its per-pixel generator; the periods and orientations start as a filter bank's and are
-    learnt.
+    nothing by gradient descent (experiments/q8_stage2_capacity.py). Here the textures exist from
+    step 0 and start non-negative, so each has a mean: a judge that asks for another tint of a
+    region (which is how a pattern shows at a glance, README "Where a pattern shows") pulls
+    the textures' colour up from zero there, and the texture comes with it. The colour is a
+    function of the features, not a constant, because a pattern's second colour depends on the
+    first (darker stripes on yellow, lighter on black): a fixed colour per texture suits some
+    captions and harms the rest, and training faded it for all. Fourier features of the position,
+    as CIPS (Anokhin et al., CVPR 2021) feeds its per-pixel generator; the periods and
+    orientations start as a filter bank's and are learnt.
     """
 
     def __init__(self, channels: int, condition_dim: int, orientations: int = 8, periods=(4.0, 5.4, 7.4, 10.0)):
@@ -191,15 +196,14 @@ class TextureSynthesis(nn.Module):
                                    nn.Conv2d(waves // 2, waves // 2, 1))
         self.gate = nn.Conv2d(channels, waves // 2, 1)
         self.gate_text = nn.Linear(condition_dim, waves // 2, bias=False)
-        self.mix = nn.Conv2d(waves // 2, 3, 1)
+        self.color = nn.Conv2d(channels, 3 * (waves // 2), 1)   # per pixel, an RGB colour per texture
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """A filter bank's start: waves at evenly spaced orientations and the given periods; each
         texture a ReLU of one pair of orthogonal waves of one period (stripes, grids, dots are such
-        functions), passed on unmixed; every gate half open; a mix of about a tenth of the image's
-        range (in tanh space). So textures are visible from step 0: init_weights' N(0, 0.02)
-        would leave almost none, and with it almost no gradient."""
+        functions), passed on unmixed; every gate half open; every colour zero, so that G draws
+        what it drew without the module (a trained G fine-tuned with it starts where it was)."""
         half = self.orientations // 2
         angle = torch.arange(self.orientations) * torch.pi / self.orientations
         direction = torch.stack([angle.cos(), angle.sin()], dim=1)                    # (orientations, 2)
@@ -218,8 +222,8 @@ class TextureSynthesis(nn.Module):
         nn.init.normal_(self.gate.weight, 0.0, 0.02)
         nn.init.zeros_(self.gate.bias)
         nn.init.zeros_(self.gate_text.weight)
-        nn.init.normal_(self.mix.weight, 0.0, 0.15)
-        nn.init.zeros_(self.mix.bias)
+        nn.init.zeros_(self.color.weight)
+        nn.init.zeros_(self.color.bias)
 
     def forward(self, h: torch.Tensor, c: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W): textures for features h (B, C, H, W) and condition c (B, condition_dim).
@@ -235,8 +239,9 @@ class TextureSynthesis(nn.Module):
         position = torch.stack([x, y])[None] + 64 * offset.to(h.dtype)[:, :, None, None]   # (B, 2, H, W)
         angle = 2 * torch.pi * torch.einsum("kd,bdhw->bkhw", self.frequency, position)      # (B, waves, H, W)
         texture = self.shape(torch.cat([angle.sin(), angle.cos()], dim=1))
-        gate = torch.sigmoid(self.gate(h) + self.gate_text(c)[:, :, None, None])
-        return self.mix(gate * texture)
+        gated = torch.sigmoid(self.gate(h) + self.gate_text(c)[:, :, None, None]) * texture
+        color = self.color(h).view(b, gated.shape[1], 3, height, width)
+        return torch.einsum("bkhw,bkchw->bchw", gated, color)
 
 
 class Stage1Generator(nn.Module):

@@ -109,9 +109,9 @@ def test_stage2_capacity_experiment_fine_tunes_the_bundled_stage2_on_the_oracles
         for row in curve:
             assert 0 <= row["pattern"] <= 1
             assert len(row["confusion"]) == 4 and sum(map(sum, row["confusion"])) == result["test_captions"]
-    # The new conditional-BN maps start at zero: at step 0 that arm draws the bundle's images (the
-    # texture arm does not: its textures are visible from step 0, by design).
-    assert results[""]["curve"][0] == results["_every_block"]["curve"][0]
+    # The new conditional-BN maps and the textures' colour start at zero: at step 0 both arms draw
+    # the bundle's images.
+    assert results[""]["curve"][0] == results["_every_block"]["curve"][0] == results["_texture"]["curve"][0]
 
 
 def test_pattern_cues_experiment_scores_the_oracle_on_real_images_with_the_texture_removed(shapes, tmp_path):

@@ -340,24 +340,36 @@ def test_texture_synthesis_draws_gated_textures_whose_phase_is_a_translation_set
     torch.manual_seed(0)
     texture = TextureSynthesis(channels=4, condition_dim=8)
     texture.reset_parameters()
-    flat, c = torch.zeros(1, 4, 40, 40), torch.zeros(1, 8)
+    features, c = torch.zeros(1, 4, 40, 40), torch.zeros(1, 8)
+    features[:, 0] = 1.0
     eps = torch.zeros(1, 8)
-    drawn = texture(flat, c, eps)
-    assert drawn.shape == (1, 3, 40, 40)
-    assert drawn.std() > 0.01  # visible texture on a flat input from step 0 (init_weights' scale draws ~none)
+    # At its start it draws nothing (a fine-tuned G starts where it was), yet the textures' colour
+    # gets a gradient from a judge that only asks for another tint, and it is the features' own.
+    assert texture(features, c, eps).abs().max() == 0
+    texture(features, c, eps).sum().backward()
+    assert texture.color.weight.grad[:, 0].abs().min() > 0 and texture.color.weight.grad[:, 1:].abs().max() == 0
+    with torch.no_grad():
+        texture.color.weight.normal_(0.0, 0.3)
+    drawn = texture(features, c, eps)
+    assert drawn.shape == (1, 3, 40, 40) and drawn.std() > 0.01
     # eps's first two components move the pattern by whole pixels: 64 * (ndtr(eps') - ndtr(0)) = (5, 3)
     shifted = eps.clone()
     shifted[0, :2] = torch.special.ndtri(torch.tensor([0.5 + 5 / 64, 0.5 + 3 / 64]))
-    moved = texture(flat, c, shifted)
+    moved = texture(features, c, shifted)
     assert torch.allclose(moved[..., :-3, :-5], drawn[..., 3:, 5:], atol=1e-4)
     assert not torch.allclose(moved, drawn, atol=1e-2)
-    assert torch.equal(texture(flat, c, eps), texture(flat, c, eps))  # one eps, one image
-    texture(flat, torch.ones(1, 8), eps).square().sum().backward()
+    assert torch.equal(texture(features, c, eps), texture(features, c, eps))  # one eps, one image
+    texture.zero_grad()
+    texture(features, torch.ones(1, 8), eps).square().sum().backward()
     assert texture.frequency.grad.abs().sum() > 0 and texture.gate_text.weight.grad.abs().sum() > 0
+    # the colour follows the features: other features, another colour of the same texture
+    other = features.roll(1, dims=1)
+    with torch.no_grad():
+        assert not torch.allclose(texture(other, c, eps), drawn, atol=1e-2)
     # the condition picks textures: a closed gate draws nothing
     with torch.no_grad():
         texture.gate_text.weight.fill_(-10.0)
-    assert texture(flat, torch.ones(1, 8), eps).abs().max() < 1e-3
+    assert texture(features, torch.ones(1, 8), eps).abs().max() < 1e-3
     # Stage-II with it: trained-layout checkpoints of the paper network load into it, and the
     # inference copy draws the same
     config = StackGANConfig.from_preset("tiny", g_texture=True)
@@ -367,5 +379,9 @@ def test_texture_synthesis_draws_gated_textures_whose_phase_is_a_translation_set
     from stackgan.models import added_by_flags
     assert not unexpected and sorted(missing) == sorted(added_by_flags(g2, paper.state_dict()))
     inputs = (torch.randn(2, 3, 64, 64).tanh(), torch.randn(2, config.text_dim), torch.randn(2, config.condition_dim))
+    # loaded so, it draws what the paper network drew until its textures get a colour
+    assert torch.allclose(g2(*inputs)[0], paper.eval()(*inputs)[0], atol=1e-6)
+    with torch.no_grad():
+        g2.texture.color.bias.normal_(0.0, 0.3)
+    assert not torch.allclose(g2(*inputs)[0], paper(*inputs)[0], atol=1e-3)
     assert torch.allclose(fold_batchnorm(g2)(*inputs)[0], g2(*inputs)[0], atol=1e-5)
-    assert not torch.allclose(g2(*inputs)[0], paper.eval()(*inputs)[0], atol=1e-3)

@@ -97,7 +97,7 @@ def test_stage1_then_stage2(shapes, tmp_path):
     assert re.search(r"it lacks \d+ generator tensors this run's flags add \(texture\.", textured.stdout + textured.stderr)
     tensors, state = weights(tmp_path / "textured")
     before, _ = weights(s2)
-    assert state["config"]["g_texture"] is True and "stage2.texture.mix.weight" in tensors
+    assert state["config"]["g_texture"] is True and "stage2.texture.color.weight" in tensors
     assert all(torch.equal(tensors[k], v) for k, v in before.items() if k.startswith("stage2.") and "running" not in k
                and "num_batches" not in k)
 
