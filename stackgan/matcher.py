@@ -136,10 +136,10 @@ class NearestCaptions:
 
     Random negatives almost always differ from a caption in colour or background, so a matcher
     (or a G scored by one) learns those and little else. A caption's nearest neighbours in the
-    text encoder's space mostly differ in one attribute (Shapes' training captions, 16 nearest
-    of 400: 44% one attribute, position, background, size, colour or pattern; 20% are paraphrases,
-    which no generic rule can tell from a near miss, and cost InfoNCE a constant). Copies of the
-    caption itself (cosine >= 0.999) are skipped.
+    text encoder's space mostly differ in one detail (Shapes' training captions, up to 16 nearest
+    of 400: 46% one attribute, position, background, size, colour or pattern; 21% paraphrases,
+    which no generic rule can tell from a near miss, and which cost InfoNCE a constant). Copies of
+    the caption itself (cosine >= 0.999) are skipped.
     """
 
     def __init__(self, embeddings, mean: torch.Tensor, std: torch.Tensor):
