@@ -143,17 +143,17 @@ class NearestCaptions:
     """
 
     def __init__(self, embeddings, mean: torch.Tensor, std: torch.Tensor):
-        self.raw = torch.from_numpy(np.array(embeddings, dtype=np.float32))  # a copy: caches are read-only
-        self.mean, self.std = torch.as_tensor(mean).float(), torch.as_tensor(std).float()
-        self.unit = self._unit(self.raw)
+        self.embeddings = embeddings  # (N, text_dim) array, e.g. the dataset's memory-mapped cache: not copied
+        self.mean, self.std = torch.as_tensor(mean).float().cpu(), torch.as_tensor(std).float().cpu()
+        self.unit = self._unit(torch.from_numpy(np.asarray(embeddings, dtype=np.float32).copy()))
 
     def _unit(self, embeddings: torch.Tensor) -> torch.Tensor:
         return F.normalize((embeddings.float().cpu() - self.mean) / self.std, dim=1)
 
     def __call__(self, embeddings: torch.Tensor, k: int) -> torch.Tensor:
         """(B, k, text_dim) raw embeddings of the k pool captions nearest each of `embeddings` (B, text_dim)."""
-        if not 1 <= k < len(self.raw):
-            raise ValueError(f"need 1 <= k < {len(self.raw)} (the pool's captions), got k={k}")
+        if not 1 <= k < len(self.unit):
+            raise ValueError(f"need 1 <= k < {len(self.unit)} (the pool's captions), got k={k}")
         similarity = self._unit(embeddings) @ self.unit.t()
         nearest = similarity.masked_fill(similarity >= 0.999, float("-inf")).topk(k, dim=1).indices
-        return self.raw[nearest].to(embeddings.device)
+        return torch.from_numpy(np.asarray(self.embeddings[nearest.numpy()], dtype=np.float32)).to(embeddings.device)

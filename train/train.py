@@ -507,7 +507,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     encoder = TextEncoder(config.text_encoder)
     with accelerator.main_process_first():  # rank 0 builds the caches, the others then read them
         dataset = training_dataset(args, config, encoder)
-    nearest = (NearestCaptions(dataset.embeddings, matcher.embedding_mean.cpu(), matcher.embedding_std.cpu())
+    nearest = (NearestCaptions(dataset.embeddings, matcher.embedding_mean, matcher.embedding_std)
                if args.matcher_hard_negatives else None)
     torch.manual_seed(args.seed)  # the initial weights; every later draw has its own seeded generator
     model = StackGANModel(config.to_dict(), stages=args.stage)
