@@ -34,6 +34,10 @@ class MatcherConfig:
     downsamples: int = 4    # 128 -> 8
     joint_dim: int = 256
     temperature: float = 0.07
+    # Read only the detail (the image minus its 5x5 local mean): textures and edges, no flat
+    # colour. A Shapes pattern then shows as a texture alone, not also as a darker tint that
+    # mixes with the named colour, and G's gradient lands on detail (what Stage-II adds).
+    detail: bool = False
 
 
 class ImageTextMatcher(nn.Module):
@@ -68,6 +72,8 @@ class ImageTextMatcher(nn.Module):
         size = self.config.image_size
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="area" if images.shape[-1] > size else "bilinear")
+        if self.config.detail:
+            images = images - F.avg_pool2d(F.pad(images, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
         h = self.encoder(images)
         pooled = torch.cat([h.mean(dim=(2, 3)), F.adaptive_avg_pool2d(h, 4).flatten(1)], dim=1)
         return F.normalize(self.image_head(pooled), dim=1)

@@ -158,3 +158,20 @@ def test_train_py_adds_the_matcher_loss_to_g(matcher_folder, shapes, tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
         train.main(train.parse_args(flags(shapes, tmp_path / "missing", "--max_train_steps", 1,
                                           "--matcher", tmp_path / "nowhere")))
+
+
+def test_a_detail_matcher_reads_texture_and_edges_not_flat_colour(tmp_path):
+    torch.manual_seed(0)
+    detail = ImageTextMatcher(MatcherConfig(text_dim=16, image_size=32, channels=4, detail=True)).eval()
+    plain = ImageTextMatcher(MatcherConfig(text_dim=16, image_size=32, channels=4)).eval()
+    plain.load_state_dict(detail.state_dict())
+    images = torch.rand(3, 3, 32, 32) * 1.4 - 0.7
+    tinted = images + torch.tensor([0.2, -0.1, 0.25]).view(1, 3, 1, 1)   # the same detail, another colour
+    striped = images.clone()
+    striped[..., ::2, :] += 0.3
+    with torch.no_grad():
+        assert torch.allclose(detail.embed_images(tinted), detail.embed_images(images), atol=1e-5)
+        assert not torch.allclose(plain.embed_images(tinted), plain.embed_images(images), atol=1e-3)
+        assert not torch.allclose(detail.embed_images(striped), detail.embed_images(images), atol=1e-3)
+    loaded = ImageTextMatcher.from_pretrained(detail.save_pretrained(tmp_path / "d"))
+    assert loaded.config.detail and torch.allclose(loaded.embed_images(tinted), detail.embed_images(images), atol=1e-5)

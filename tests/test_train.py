@@ -437,3 +437,24 @@ def test_collapse_warning_names_the_fix_for_each_stage():
     assert train.collapse_warning(StackGANConfig.from_preset("shapes", kl_weight=0.0), 2, late, 0.001) is None
     assert train.collapse_warning(StackGANConfig.from_preset("shapes", conditioning_augmentation=False),
                                   1, late, 0.0) is None
+
+
+def test_mode_seeking_draws_share_the_condition_and_differ_in_z():
+    from stackgan import StackGANConfig
+    from stackgan.models import Stage1Generator
+    config = StackGANConfig.from_preset("tiny")
+    noise = train.step_noise(0, 3, 0, 4, config, draws=2)
+    z, eps1, eps2 = train.batch_noise(noise, "cpu")
+    assert z.shape == (8, config.z_dim) and not torch.equal(z[:4], z[4:])
+    assert torch.equal(eps1[:4], eps1[4:]) and torch.equal(eps2[:4], eps2[4:])
+    assert torch.equal(eps1[:4], noise[0][1]) and torch.equal(eps2[:4], noise[0][2])
+    # One draw is passed through untouched.
+    single = train.step_noise(0, 3, 0, 4, config, draws=1)
+    assert all(torch.equal(a, b) for a, b in zip(train.batch_noise(single, "cpu"), single[0]))
+    # So the two halves of one forward differ through z alone: with z equal, the images are equal.
+    generator = Stage1Generator(config).eval()
+    embedding = torch.randn(4, config.text_dim).repeat(2, 1)
+    with torch.no_grad():
+        same = generator(embedding, z[:4].repeat(2, 1), eps1)[0]
+        varied = generator(embedding, z, eps1)[0]
+    assert torch.equal(same[:4], same[4:]) and not torch.allclose(varied[:4], varied[4:])

@@ -276,6 +276,16 @@ def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackG
             for _ in range(draws)]
 
 
+def batch_noise(noise: list, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z, eps1, eps2) for one forward of all draws of `step_noise`: z of every draw, the
+    condition's noise of the first repeated. Mode seeking compares G(c, z1) with G(c, z2): with
+    the condition shared, only z can tell the draws apart, so G is pushed to use z (with eps drawn
+    afresh, G can meet it through the noise in c, which it already uses)."""
+    z = torch.cat([draw[0] for draw in noise]).to(device)
+    eps1, eps2 = (noise[0][i].repeat(len(noise), 1).to(device) for i in (1, 2))
+    return z, eps1, eps2
+
+
 def out_of_time(accelerator, deadline: float) -> bool:
     """Whether any process has passed `deadline`; all processes agree, so all stop at one step."""
     late = torch.tensor(float(time.time() >= deadline), device=accelerator.device)
@@ -332,7 +342,7 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
     loss, added to G's (--matcher). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
-    z, eps1, eps2 = (torch.cat([draw[i] for draw in noise]).to(device) for i in range(3))
+    z, eps1, eps2 = batch_noise(noise, device)
     e = embedding.repeat(len(noise), 1)
     # Both mode-seeking draws go through one forward, so DDP sees one forward per step.
     if frozen_stage1 is None:

@@ -46,6 +46,8 @@ def parse_args(argv=None):
                    help="per image, also the K training captions nearest its own caption (matcher.NearestCaptions)")
     p.add_argument("--image_size", type=int, default=MatcherConfig.image_size)
     p.add_argument("--channels", type=int, default=MatcherConfig.channels)
+    p.add_argument("--detail", action="store_true",
+                   help="read only the images' detail (minus a 5x5 local mean): textures and edges, not flat colour")
     p.add_argument("--init_from", default=None, help="a matcher folder to continue training (its sizes win)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe_images", type=int, default=192, help="Shapes only: test images probed at the end (0: none)")
@@ -110,7 +112,7 @@ def main(argv=None) -> Path:
                              f"the {args.dataset} captions are {dataset.embedding_dim}-d")
     else:
         matcher = ImageTextMatcher(MatcherConfig(text_dim=dataset.embedding_dim, image_size=args.image_size,
-                                                 channels=args.channels))
+                                                 channels=args.channels, detail=args.detail))
     matcher.embedding_mean.copy_(torch.as_tensor(dataset.embedding_mean))
     matcher.embedding_std.copy_(torch.as_tensor(dataset.embedding_std))
     optimizer = torch.optim.Adam(matcher.parameters(), lr=args.learning_rate, betas=(0.9, 0.999))
