@@ -14,6 +14,7 @@ upsampling) is what stops it; if it can, its teachers are.
     python experiments/q8_stage2_capacity.py --texture       # + a texture source (below)
     python experiments/q8_stage2_capacity.py --every_block   # + the condition in every up block
     python experiments/q8_stage2_capacity.py --stage 1       # Stage-I's generator instead (64 px)
+    python experiments/q8_stage2_capacity.py --texture --matcher runs/matcher   # a matcher as teacher
 
 `--texture` rebuilds the generator with `g_texture=True` (models.TextureSynthesis: periodic
 textures of the pixel position at a random phase, gated by the caption and G's features and
@@ -22,6 +23,10 @@ images, and grows from the textures' mean, which any request for another tint pu
 `--every_block` gives it the caption at every resolution: the same generator rebuilt
 with `g_conditioning="every_block"` (conditional BN in each up block, its new maps zero at the
 start, so step 0 draws the bundle's images); the bundle's Stage-II reads the caption only at 16x16.
+`--matcher FOLDER` swaps the teacher: the loss is that image-text matcher's InfoNCE (as
+`train.py --matcher` adds it to G's), each image against its caption, 1,024 random training
+captions and the 16 nearest its own (`NearestCaptions`), among the 4,000 training captions that
+name a pattern. Unlike the oracle, a matcher is a method: it learns from captions, not labels.
 Earlier `--texture` arms (README, q8 table) used earlier versions of the module: sinusoids of
 fixed periods mixed into the last feature map, then textures with a fixed colour each.
 """
@@ -41,6 +46,7 @@ from stackgan import StackGANPipeline
 from stackgan.data.folder import load_folder, metadata_path
 from stackgan.data.problems import InputErrors
 from stackgan.data.shapes import PATTERNS, parse_caption
+from stackgan.matcher import ImageTextMatcher, NearestCaptions
 from stackgan.metrics.shapes_oracle import load_shapes_oracle
 from stackgan.models import Stage2Generator, added_by_flags
 
@@ -83,6 +89,22 @@ def accuracy(pipe, oracle, embedding, targets, seed: int = 12345, stage: int = 2
     return pattern_scores(logits["pattern"].argmax(1), targets)
 
 
+def oracle_loss(oracle, targets: torch.Tensor):
+    """(images in [0, 1], caption rows, step) -> the oracle's pattern cross-entropy."""
+    return lambda images, rows, step: F.cross_entropy(oracle.classify(oracle(images))["pattern"], targets[rows])
+
+
+def matcher_loss(matcher: ImageTextMatcher, raw: torch.Tensor, negatives: int = 1024, hard: int = 16):
+    """(images in [0, 1], caption rows, step) -> the matcher's InfoNCE against the captions,
+    `negatives` random pool captions and each caption's `hard` nearest (raw embeddings `raw`)."""
+    nearest = NearestCaptions(raw.numpy(), matcher.embedding_mean, matcher.embedding_std)
+
+    def loss(images, rows, step):
+        pool = torch.randint(len(raw), (negatives,), generator=torch.Generator().manual_seed(step))
+        return matcher.loss(images * 2 - 1, raw[rows], raw[pool], nearest(raw[rows], hard))
+    return loss
+
+
 def main() -> None:
     args = parse_args(__doc__.split("\n")[0], steps=300,
                       extra=lambda p: (p.add_argument("--model", default=str(ROOT / "demo" / "pretrained" / "shapes")),
@@ -91,7 +113,9 @@ def main() -> None:
                                        p.add_argument("--every", type=int, default=50),
                                        p.add_argument("--stage", type=int, choices=(1, 2), default=2),
                                        p.add_argument("--texture", action="store_true"),
-                                       p.add_argument("--every_block", action="store_true")))
+                                       p.add_argument("--every_block", action="store_true"),
+                                       p.add_argument("--matcher", default=None,
+                                                      help="teach with this matcher's loss, not the oracle's")))
     if args.stage == 1 and (args.texture or args.every_block):
         sys.exit("--texture and --every_block rebuild the Stage-II generator; drop them with --stage 1")
     ensure_data(args)
@@ -103,6 +127,10 @@ def main() -> None:
     train_captions, train_targets = pattern_captions(args.data_dir, "train", 4000)
     test_captions, test_targets = pattern_captions(args.data_dir, "test", args.samples)
     train_embedding, _ = pipe.encode(train_captions)
+    loss_of = oracle_loss(oracle, train_targets)
+    if args.matcher:
+        loss_of = matcher_loss(ImageTextMatcher.from_pretrained(args.matcher),
+                               torch.as_tensor(pipe.text_encoder.encode(train_captions), dtype=torch.float32))
     test_embedding, _ = pipe.encode(test_captions)
     if args.every_block or args.texture:
         options = {"g_conditioning": "every_block"} if args.every_block else {}
@@ -119,8 +147,7 @@ def main() -> None:
     print(curve[-1])
     for step in range(1, args.steps + 1):
         rows = torch.randint(len(train_captions), (args.batch_size,), generator=order)
-        logits = oracle.classify(oracle(draw(pipe, train_embedding[rows], step, args.stage)))["pattern"]
-        loss = F.cross_entropy(logits, train_targets[rows])
+        loss = loss_of(draw(pipe, train_embedding[rows], step, args.stage), rows, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -129,8 +156,8 @@ def main() -> None:
                           **accuracy(pipe, oracle, test_embedding, test_targets, stage=args.stage)})
             print(json.dumps(curve[-1]))
     save(args, "q8_stage2_capacity" + ("_stage1" if args.stage == 1 else "") + ("_texture" if args.texture else "")
-         + ("_every_block" if args.every_block else ""),
-         {"model": args.model, "stage": args.stage, "texture": args.texture, "every_block": args.every_block,
+         + ("_every_block" if args.every_block else "") + ("_matcher" if args.matcher else ""),
+         {"model": args.model, "teacher": args.matcher or "oracle", "stage": args.stage, "texture": args.texture, "every_block": args.every_block,
           "learning_rate": args.learning_rate,
           "batch_size": args.batch_size, "test_captions": len(test_captions), "curve": curve})
 

@@ -174,10 +174,12 @@ def discriminator_objective(config, discriminator, real: torch.Tensor, fake: tor
 
 def generator_objective(config, discriminator, fake: torch.Tensor, embedding: torch.Tensor,
                         mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor | None = None,
-                        fake_2: torch.Tensor | None = None, z_2: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, dict]:
+                        fake_2: torch.Tensor | None = None, z_2: torch.Tensor | None = None,
+                        mode_seeking_features=None) -> tuple[torch.Tensor, dict]:
     """G's loss on a batch: adversarial + KL (+ mode seeking with a second image per condition,
-    `fake_2` drawn with noise `z_2`; needed when config.mode_seeking_weight > 0)."""
+    `fake_2` drawn with noise `z_2`; needed when config.mode_seeking_weight > 0). The mode-seeking
+    distance is in pixels, or in `mode_seeking_features(images)` (e.g. a matcher's image space,
+    where only a change in what is drawn counts)."""
     condition = discriminator.condition(embedding, mu)
     features = discriminator.encode(fake)
     loss = generator_loss(discriminator.logits(features, condition), mu, logvar,
@@ -192,7 +194,8 @@ def generator_objective(config, discriminator, fake: torch.Tensor, embedding: to
     if config.mode_seeking_weight > 0:
         if fake_2 is None or z is None or z_2 is None:
             raise ValueError("mode_seeking_weight > 0 needs fake_2, z and z_2 (two images per condition)")
-        stats["mode_seeking"] = mode_seeking_loss(fake, fake_2, z, z_2)
+        measure = mode_seeking_features or (lambda images: images)
+        stats["mode_seeking"] = mode_seeking_loss(measure(fake), measure(fake_2), z, z_2)
         loss = loss + config.mode_seeking_weight * stats["mode_seeking"]
     stats = {k: v.detach() for k, v in stats.items()}
     stats["g_loss"] = loss.detach()

@@ -219,6 +219,12 @@ def test_mode_seeking_option_adds_its_term():
     loss, stats = generator_objective(config, d, fake, embedding, mu, logvar, z, fake_2, z_2)
     base, _ = generator_objective(StackGANConfig.from_preset("tiny"), d, fake, embedding, mu, logvar)
     assert loss.item() == pytest.approx(base.item() + stats["mode_seeking"].item(), rel=1e-5)
+    # Measured in a feature space instead: two draws that differ only in what the features ignore
+    # (here, the image's mean) count as one image, and the loss is 1 / eps.
+    centred = lambda images: images - images.mean(dim=(1, 2, 3), keepdim=True)  # noqa: E731
+    _, same = generator_objective(config, d, fake, embedding, mu, logvar, z, fake + 0.1, z_2, centred)
+    assert same["mode_seeking"].item() == pytest.approx(1e5, rel=1e-2)
+    assert stats["mode_seeking"].item() < 1e3
 
 
 def test_saturating_option_changes_the_generator_objective():

@@ -149,6 +149,17 @@ def test_train_py_adds_the_matcher_loss_to_g(matcher_folder, shapes, tmp_path):
     assert hard["matcher"] > rows[0]["matcher"]
     with pytest.raises(ValueError, match="--matcher_hard_negatives needs --matcher"):
         train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher_hard_negatives", 4)))
+    # Mode seeking measured in the matcher's image space: a unit vector per image, so the distance
+    # of two draws (and the loss) differs from the pixels' on the same draws.
+    seeking = [flags(shapes, tmp_path / space, "--max_train_steps", 1, "--matcher", matcher_folder,
+                     "--mode_seeking_weight", 1.0, "--mode_seeking_space", space) for space in ("pixels", "matcher")]
+    pixels, features = (next(json.loads(line) for line in (train.main(train.parse_args(f)) / "logs" / "train"
+                                                           / "metrics.jsonl").read_text().splitlines()
+                             if "g_loss" in line) for f in seeking)
+    assert pixels["matcher"] == pytest.approx(features["matcher"], rel=1e-4)
+    assert features["mode_seeking"] > 0 and abs(features["mode_seeking"] - pixels["mode_seeking"]) > 1e-3
+    with pytest.raises(ValueError, match="--mode_seeking_space matcher needs --matcher"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--mode_seeking_space", "matcher")))
     with pytest.raises(ValueError, match="--matcher_negatives must be >= 0"):
         train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--matcher", matcher_folder,
                                           "--matcher_negatives", -1)))

@@ -125,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="random training captions scored as extra negatives in the --matcher loss each step")
     p.add_argument("--matcher_hard_negatives", type=int, default=0,
                    help="per image, also the K training captions nearest its caption as --matcher negatives")
+    p.add_argument("--mode_seeking_space", choices=("pixels", "matcher"), default="pixels",
+                   help="where --mode_seeking_weight measures how far two draws differ: in pixels, or in the "
+                        "--matcher's image space (what is drawn, not how)")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -242,6 +245,8 @@ def check_args(args) -> None:
             raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
     if args.matcher_hard_negatives and not args.matcher:
         raise ValueError("--matcher_hard_negatives needs --matcher (the matcher that scores them)")
+    if args.mode_seeking_space == "matcher" and not args.matcher:
+        raise ValueError("--mode_seeking_space matcher needs --matcher (whose image space it measures in)")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/stackgan-shapes)")
     if args.stage == 2 and not args.stage1_model:
@@ -335,12 +340,14 @@ def redacted_command(argv: list[str]) -> str:
 
 
 def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
-               wrong=None, check_finite=None, update_g: bool = True, matcher_loss=None) -> tuple[dict, dict]:
+               wrong=None, check_finite=None, update_g: bool = True, matcher_loss=None,
+               mode_seeking_features=None) -> tuple[dict, dict]:
     """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
     matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
-    loss, added to G's (--matcher). Returns D's and G's statistics."""
+    loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
+    distance is measured in (None: pixels). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
     z, eps1, eps2 = batch_noise(noise, device)
     e = embedding.repeat(len(noise), 1)
@@ -364,7 +371,8 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     discriminator = accelerator.unwrap_model(d_step).discriminator
     discriminator.requires_grad_(False)  # G's step must leave D's gradients empty
     g_loss, g_stats = generator_objective(config, discriminator, fake, embedding, mu, logvar,
-                                          z[:b], fake_2, z[b:] if fake_2 is not None else None)
+                                          z[:b], fake_2, z[b:] if fake_2 is not None else None,
+                                          mode_seeking_features)
     if matcher_loss is not None:
         term = matcher_loss(fake)
         g_loss = g_loss + term
@@ -679,7 +687,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                                   matcher_term, matcher, args.matcher_weight, batch["embedding"],
                                                   matcher_negatives(dataset, args.matcher_negatives, args.seed, micro_step),
                                                   nearest(batch["embedding"], args.matcher_hard_negatives)
-                                                  if nearest else None))
+                                                  if nearest else None),
+                                              mode_seeking_features=matcher.embed_images
+                                              if args.mode_seeking_space == "matcher" else None)
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
