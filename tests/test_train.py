@@ -458,3 +458,26 @@ def test_mode_seeking_draws_share_the_condition_and_differ_in_z():
         same = generator(embedding, z[:4].repeat(2, 1), eps1)[0]
         varied = generator(embedding, z, eps1)[0]
     assert torch.equal(same[:4], same[4:]) and not torch.allclose(varied[:4], varied[4:])
+
+
+def test_texture_start_makes_the_textures_visible_and_needs_them():
+    from stackgan import StackGANConfig
+    from stackgan.models import Stage1Generator, Stage2Generator
+    config = StackGANConfig.from_preset("tiny", g_texture=True)
+    torch.manual_seed(0)
+    generator = Stage2Generator(config).eval()
+    stage1_image, embedding = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, config.text_dim)
+    eps = torch.randn(2, config.condition_dim)
+    h = torch.rand(2, generator.texture.gate.in_channels, 8, 8)
+    c = torch.randn(2, config.condition_dim)
+    with torch.no_grad():
+        before = generator(stage1_image, embedding, eps)[0]
+        assert generator.texture(h, c, eps).abs().max() == 0          # invisible at its start
+        train.show_textures(generator, 0.05, seed=0)
+        shades = generator.texture.color.bias.view(-1, 3)
+        assert torch.all(shades == shades[:, :1]) and torch.allclose(shades.abs(), torch.tensor(0.05))
+        assert len(set(shades[:, 0].tolist())) == 2                   # some darken, some lighten
+        assert generator.texture(h, c, eps).abs().max() > 0.01
+        assert not torch.allclose(generator(stage1_image, embedding, eps)[0], before)
+    with pytest.raises(ValueError, match="--texture_start needs --stage 2 with --g_texture true"):
+        train.show_textures(Stage1Generator(config), 0.05, seed=0)

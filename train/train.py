@@ -125,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="random training captions scored as extra negatives in the --matcher loss each step")
     p.add_argument("--matcher_hard_negatives", type=int, default=0,
                    help="per image, also the K training captions nearest its caption as --matcher negatives")
+    p.add_argument("--texture_start", type=float, default=0.0,
+                   help="with --g_texture: each texture starts as a faint shade of this amplitude (tanh space, "
+                        "sign drawn per texture) instead of invisible, so a judge of detail can see it")
     p.add_argument("--mode_seeking_space", choices=("pixels", "matcher"), default="pixels",
                    help="where --mode_seeking_weight measures how far two draws differ: in pixels, or in the "
                         "--matcher's image space (what is drawn, not how)")
@@ -245,6 +248,8 @@ def check_args(args) -> None:
             raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
     if args.matcher_hard_negatives and not args.matcher:
         raise ValueError("--matcher_hard_negatives needs --matcher (the matcher that scores them)")
+    if args.texture_start < 0:
+        raise ValueError(f"--texture_start must be >= 0, got {args.texture_start}")
     if args.mode_seeking_space == "matcher" and not args.matcher:
         raise ValueError("--mode_seeking_space matcher needs --matcher (whose image space it measures in)")
     if args.push_to_hub and not args.hub_model_id:
@@ -399,6 +404,21 @@ def matcher_term(matcher: ImageTextMatcher, weight: float, raw_embedding: torch.
                                  None if hard is None else hard.to(fake.device))
 
 
+@torch.no_grad()
+def show_textures(generator: nn.Module, amplitude: float, seed: int) -> None:
+    """--texture_start: give each of Stage-II's textures a faint shade to start from (its colour
+    bias: a grey of +amplitude or -amplitude in tanh space, the sign drawn per texture), where
+    g_texture starts them invisible. An invisible texture has no detail for a judge of detail to
+    read, and that judge's gradient on flat regions carries no pattern (README, "A matcher that
+    reads detail only"); a visible one is read, and the judge then opens or closes its gate by
+    caption."""
+    texture = getattr(generator, "texture", None)
+    if texture is None:
+        raise ValueError("--texture_start needs --stage 2 with --g_texture true (the textures it shows)")
+    signs = torch.randint(0, 2, (texture.color.out_channels // 3,), generator=torch.Generator().manual_seed(seed))
+    texture.color.bias.copy_((amplitude * (2 * signs - 1).float()).repeat_interleave(3))
+
+
 def matcher_negatives(dataset, count: int, seed: int, micro_step: int) -> torch.Tensor:
     """`count` raw caption embeddings of the training split, drawn afresh (and reproducibly: a
     resumed run draws the same) at each step."""
@@ -549,6 +569,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                else init_networks(args.init_from, generator, discriminator, args.stage, init_model,
                                   load_discriminator(init_folder, args.stage) if init_folder else None,
                                   log=accelerator.print))
+    if args.texture_start and not saved:
+        show_textures(generator, args.texture_start, args.seed)
     ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
     if ema is not None and initial is not None and "ema" in initial:
         ema.load_state_dict(initial["ema"])
