@@ -128,9 +128,9 @@ def main() -> None:
     test_captions, test_targets = pattern_captions(args.data_dir, "test", args.samples)
     train_embedding, _ = pipe.encode(train_captions)
     loss_of = oracle_loss(oracle, train_targets)
-    if args.matcher:
-        loss_of = matcher_loss(ImageTextMatcher.from_pretrained(args.matcher),
-                               torch.as_tensor(pipe.text_encoder.encode(train_captions), dtype=torch.float32))
+    if args.matcher:  # the matcher standardises captions itself: hand it the raw embeddings
+        raw = train_embedding * pipe.model.text_std + pipe.model.text_mean
+        loss_of = matcher_loss(ImageTextMatcher.from_pretrained(args.matcher), raw.cpu())
     test_embedding, _ = pipe.encode(test_captions)
     if args.every_block or args.texture:
         options = {"g_conditioning": "every_block"} if args.every_block else {}
@@ -157,8 +157,8 @@ def main() -> None:
             print(json.dumps(curve[-1]))
     save(args, "q8_stage2_capacity" + ("_stage1" if args.stage == 1 else "") + ("_texture" if args.texture else "")
          + ("_every_block" if args.every_block else "") + ("_matcher" if args.matcher else ""),
-         {"model": args.model, "teacher": args.matcher or "oracle", "stage": args.stage, "texture": args.texture, "every_block": args.every_block,
-          "learning_rate": args.learning_rate,
+         {"model": args.model, "teacher": args.matcher or "oracle", "stage": args.stage, "texture": args.texture,
+          "every_block": args.every_block, "learning_rate": args.learning_rate,
           "batch_size": args.batch_size, "test_captions": len(test_captions), "curve": curve})
 
 

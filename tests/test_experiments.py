@@ -97,11 +97,16 @@ def test_text_conditioning_experiment_probes_every_attribute_in_each_representat
 
 
 def test_stage2_capacity_experiment_fine_tunes_the_bundled_stage2_on_the_oracles_pattern_loss(shapes, tmp_path):
-    arms = {"": [], "_texture": ["--texture"], "_every_block": ["--every_block"]}
+    from stackgan.matcher import ImageTextMatcher, MatcherConfig
+    matcher = ImageTextMatcher(MatcherConfig(image_size=32, channels=4, detail=True)).save_pretrained(tmp_path / "m")
+    arms = {"": [], "_texture": ["--texture"], "_every_block": ["--every_block"],
+            "_texture_matcher": ["--texture", "--matcher", str(matcher)]}
     for flags in arms.values():
         run_smoke("q8_stage2_capacity.py", shapes, tmp_path, "--batch_size", "2", *flags)
     results = {name: json.loads((tmp_path / f"q8_stage2_capacity{name}.json").read_text()) for name in arms}
-    assert [(r["texture"], r["every_block"]) for r in results.values()] == [(False, False), (True, False), (False, True)]
+    assert [(r["texture"], r["every_block"]) for r in results.values()] == [(False, False), (True, False), (False, True),
+                                                                            (True, False)]
+    assert [r["teacher"] for r in results.values()] == ["oracle"] * 3 + [str(matcher)]
     for result in results.values():
         assert result["batch_size"] == 2 and result["test_captions"] > 0
         curve = result["curve"]
@@ -124,3 +129,17 @@ def test_pattern_cues_experiment_scores_the_oracle_on_real_images_with_the_textu
         assert sum(map(sum, view["confusion"])) == n
         assert view["pattern"] == pytest.approx(sum(view["confusion"][i][i] for i in range(4)) / n)
     assert result["views"]["as is"]["pattern"] == 1.0  # the oracle reads real images (99.9% of 1,000)
+
+
+def test_open_attributes_experiment_reads_what_captions_leave_open_for_each_draw(shapes, tmp_path):
+    run_smoke("q10_open_attributes.py", shapes, tmp_path)
+    result = json.loads((tmp_path / "q10_open_attributes_stage1.json").read_text())
+    assert result["captions"] == 4 and result["images_per_caption"] == 2
+    for draws in ("real", "both", "noise", "conditioning"):
+        rows = {k: v for k, v in result[draws].items() if k != "draws"}
+        # Captions name 2-3 of the six attributes, so each leaves 3-4 open: 12-16 (caption, attribute) pairs.
+        assert 12 <= sum(r["captions"] for r in rows.values()) <= 16
+        # Two images per caption: each caption's entropy is 0 (one reading) or log 2 (two).
+        assert all(0 <= r["entropy"] <= math.log(2) + 1e-3 for r in rows.values())
+    # Real images of a caption vary in what it leaves open (rendered at random, read by the oracle).
+    assert max(r["entropy"] for k, r in result["real"].items() if k != "draws") > 0
