@@ -114,6 +114,8 @@ def main() -> None:
                                        p.add_argument("--stage", type=int, choices=(1, 2), default=2),
                                        p.add_argument("--texture", action="store_true"),
                                        p.add_argument("--every_block", action="store_true"),
+                                       p.add_argument("--condition_mean", action="store_true",
+                                                      help="c = mu: the generator's CA without sampling"),
                                        p.add_argument("--matcher", default=None,
                                                       help="teach with this matcher's loss, not the oracle's")))
     if args.stage == 1 and (args.texture or args.every_block):
@@ -140,6 +142,7 @@ def main() -> None:
             raise RuntimeError(f"rebuild: missing {missing}, unexpected {unexpected}")
         pipe.model.stage2 = rebuilt
     generator = getattr(pipe.model, f"stage{args.stage}").train()
+    generator.ca.sample = not args.condition_mean
     parameters = list(generator.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate, betas=(0.5, 0.999))
     order = torch.Generator().manual_seed(0)
@@ -156,9 +159,10 @@ def main() -> None:
                           **accuracy(pipe, oracle, test_embedding, test_targets, stage=args.stage)})
             print(json.dumps(curve[-1]))
     save(args, "q8_stage2_capacity" + ("_stage1" if args.stage == 1 else "") + ("_texture" if args.texture else "")
-         + ("_every_block" if args.every_block else "") + ("_matcher" if args.matcher else ""),
+         + ("_every_block" if args.every_block else "") + ("_matcher" if args.matcher else "")
+         + ("_condition_mean" if args.condition_mean else ""),
          {"model": args.model, "teacher": args.matcher or "oracle", "stage": args.stage, "texture": args.texture,
-          "every_block": args.every_block, "learning_rate": args.learning_rate,
+          "every_block": args.every_block, "condition_mean": args.condition_mean, "learning_rate": args.learning_rate,
           "batch_size": args.batch_size, "test_captions": len(test_captions), "curve": curve})
 
 

@@ -481,3 +481,31 @@ def test_texture_start_makes_the_textures_visible_and_needs_them():
         assert not torch.allclose(generator(stage1_image, embedding, eps)[0], before)
     with pytest.raises(ValueError, match="--texture_start needs --stage 2 with --g_texture true"):
         train.show_textures(Stage1Generator(config), 0.05, seed=0)
+
+
+@pytest.mark.parametrize("activation, sigma", [("leaky_logsigma", 0.1), ("leaky_logsigma", 2.0), ("relu_logvar", 1.5)])
+def test_ca_sigma_restarts_sigma_and_keeps_mu(activation, sigma):
+    from stackgan import StackGANConfig
+    from stackgan.models import Stage2Generator
+    torch.manual_seed(0)
+    generator = Stage2Generator(StackGANConfig.from_preset("tiny", ca_activation=activation))
+    embedding = torch.randn(6, generator.config.text_dim)
+    with torch.no_grad():
+        generator.ca.fc.bias.normal_()                       # a trained CA: sigma differs per caption
+        _, mu_before, logvar_before = generator.ca(embedding)
+        assert logvar_before.std() > 0.1
+        train.restart_ca_sigma(generator, sigma)
+        _, mu, logvar = generator.ca(embedding)
+    assert torch.equal(mu, mu_before)
+    assert torch.allclose((0.5 * logvar).exp(), torch.full_like(logvar, sigma), rtol=1e-5)
+
+
+def test_ca_sigma_refuses_what_it_cannot_set():
+    from stackgan import StackGANConfig
+    from stackgan.models import Stage2Generator
+    with pytest.raises(ValueError, match="relu_logvar CA has sigma >= 1"):
+        train.restart_ca_sigma(Stage2Generator(StackGANConfig.from_preset("tiny", ca_activation="relu_logvar")), 0.5)
+    with pytest.raises(ValueError, match="needs conditioning augmentation"):
+        train.restart_ca_sigma(Stage2Generator(StackGANConfig.from_preset("tiny", conditioning_augmentation=False)), 0.5)
+    with pytest.raises(ValueError, match="--ca_sigma must be > 0, got 0.0"):
+        train.check_args(train.parse_args(["--dataset", "shapes", "--data_dir", "x", "--output_dir", "y", "--ca_sigma", "0"]))

@@ -128,6 +128,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texture_start", type=float, default=0.0,
                    help="with --g_texture: each texture starts as a faint shade of this amplitude (tanh space, "
                         "sign drawn per texture) instead of invisible, so a judge of detail can see it")
+    p.add_argument("--ca_sigma", type=float, default=None,
+                   help="fine-tuning: restart this stage's CA with sigma = S for every caption (its mu kept), "
+                        "for a generator that learnt to ignore a condition drowned in noise")
     p.add_argument("--mode_seeking_space", choices=("pixels", "matcher"), default="pixels",
                    help="where --mode_seeking_weight measures how far two draws differ: in pixels, or in the "
                         "--matcher's image space (what is drawn, not how)")
@@ -250,6 +253,8 @@ def check_args(args) -> None:
         raise ValueError("--matcher_hard_negatives needs --matcher (the matcher that scores them)")
     if args.texture_start < 0:
         raise ValueError(f"--texture_start must be >= 0, got {args.texture_start}")
+    if args.ca_sigma is not None and not args.ca_sigma > 0:
+        raise ValueError(f"--ca_sigma must be > 0, got {args.ca_sigma}")
     if args.mode_seeking_space == "matcher" and not args.matcher:
         raise ValueError("--mode_seeking_space matcher needs --matcher (whose image space it measures in)")
     if args.push_to_hub and not args.hub_model_id:
@@ -419,6 +424,27 @@ def show_textures(generator: nn.Module, amplitude: float, seed: int) -> None:
     texture.color.bias.copy_((amplitude * (2 * signs - 1).float()).repeat_interleave(3))
 
 
+@torch.no_grad()
+def restart_ca_sigma(generator: nn.Module, sigma: float) -> None:
+    """--ca_sigma: make the CA's sigma `sigma` for every caption (its log-sigma rows of fc: zero
+    weights, a constant bias), keeping mu. Why: a Stage-II CA whose sigma outgrew the spread of
+    its mu (the bundle's: sigma ~1.3 against a spread of 0.4 across captions) hands G a condition
+    that is mostly noise; G learns to ignore it, and then no judge can teach G what the caption
+    adds (a pattern), for G cannot tell captions apart. Shrinking sigma leaves such a G's images
+    as they were (it ignores c) and gives it a readable condition."""
+    ca = generator.ca
+    if not ca.sample:
+        raise ValueError("--ca_sigma needs conditioning augmentation (this model uses c = mu)")
+    if ca.activation == "relu_logvar" and sigma < 1:
+        raise ValueError(f"--ca_sigma {sigma}: a relu_logvar CA has sigma >= 1 (log-variance after a ReLU); "
+                         "use --ca_activation leaky_logsigma")
+    pre_activation = 2 * math.log(sigma) if ca.activation == "relu_logvar" else math.log(sigma)
+    if ca.activation == "leaky_logsigma" and sigma < 1:
+        pre_activation /= 0.2   # the LeakyReLU's negative slope
+    ca.fc.weight[ca.condition_dim:] = 0
+    ca.fc.bias[ca.condition_dim:] = pre_activation
+
+
 def matcher_negatives(dataset, count: int, seed: int, micro_step: int) -> torch.Tensor:
     """`count` raw caption embeddings of the training split, drawn afresh (and reproducibly: a
     resumed run draws the same) at each step."""
@@ -571,6 +597,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                   log=accelerator.print))
     if args.texture_start and not saved:
         show_textures(generator, args.texture_start, args.seed)
+    if args.ca_sigma is not None and not saved:
+        restart_ca_sigma(generator, args.ca_sigma)
     ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
     if ema is not None and initial is not None and "ema" in initial:
         ema.load_state_dict(initial["ema"])
