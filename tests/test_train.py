@@ -509,3 +509,26 @@ def test_ca_sigma_refuses_what_it_cannot_set():
         train.restart_ca_sigma(Stage2Generator(StackGANConfig.from_preset("tiny", conditioning_augmentation=False)), 0.5)
     with pytest.raises(ValueError, match="--ca_sigma must be > 0, got 0.0"):
         train.check_args(train.parse_args(["--dataset", "shapes", "--data_dir", "x", "--output_dir", "y", "--ca_sigma", "0"]))
+
+
+def test_texture_lr_scale_speeds_up_the_texture_gate_on_the_caption(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 1)))
+    s2 = train.main(train.parse_args(flags(shapes, tmp_path / "s2", "--stage", 2, "--stage1_model", s1,
+                                           "--max_train_steps", 1, "--g_texture", "true",
+                                           "--learning_rate", 1e-4, "--texture_lr_scale", 10)))
+    groups = torch.load(s2 / "checkpoint-1" / "optimizers.pt", weights_only=True)["generator"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    from stackgan import StackGANConfig
+    from stackgan.models import Stage1Generator, Stage2Generator
+    generator = Stage2Generator(StackGANConfig.from_preset("tiny", g_texture=True))
+    slow, fast = train.generator_param_groups(generator, 10.0)
+    texture = generator.texture
+    assert {id(p) for p in fast["params"]} == {id(texture.gate_text.weight)}
+    assert len(slow["params"]) + len(fast["params"]) == len(list(generator.parameters()))
+    assert len(train.generator_param_groups(generator, 1.0)) == 1
+    with pytest.raises(ValueError, match="--texture_lr_scale needs --stage 2 with --g_texture true"):
+        train.generator_param_groups(Stage1Generator(StackGANConfig.from_preset("tiny")), 10.0)
+    with pytest.raises(ValueError, match="--texture_lr_scale must be > 0, got 0.0"):
+        train.check_args(train.parse_args(["--dataset", "shapes", "--data_dir", "x", "--output_dir", "y",
+                                           "--texture_lr_scale", "0"]))
