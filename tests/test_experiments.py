@@ -100,13 +100,14 @@ def test_stage2_capacity_experiment_fine_tunes_the_bundled_stage2_on_the_oracles
     from stackgan.matcher import ImageTextMatcher, MatcherConfig
     matcher = ImageTextMatcher(MatcherConfig(image_size=32, channels=4, detail=True)).save_pretrained(tmp_path / "m")
     arms = {"": [], "_texture": ["--texture"], "_every_block": ["--every_block"],
-            "_texture_matcher": ["--texture", "--matcher", str(matcher)]}
+            "_texture_matcher": ["--texture", "--matcher", str(matcher)], "_condition_mean": ["--condition_mean"]}
     for flags in arms.values():
         run_smoke("q8_stage2_capacity.py", shapes, tmp_path, "--batch_size", "2", *flags)
     results = {name: json.loads((tmp_path / f"q8_stage2_capacity{name}.json").read_text()) for name in arms}
     assert [(r["texture"], r["every_block"]) for r in results.values()] == [(False, False), (True, False), (False, True),
-                                                                            (True, False)]
-    assert [r["teacher"] for r in results.values()] == ["oracle"] * 3 + [str(matcher)]
+                                                                            (True, False), (False, False)]
+    assert [r["teacher"] for r in results.values()] == ["oracle"] * 3 + [str(matcher), "oracle"]
+    assert [r["condition_mean"] for r in results.values()] == [False] * 4 + [True]
     for result in results.values():
         assert result["batch_size"] == 2 and result["test_captions"] > 0
         curve = result["curve"]
@@ -143,3 +144,34 @@ def test_open_attributes_experiment_reads_what_captions_leave_open_for_each_draw
         assert all(0 <= r["entropy"] <= math.log(2) + 1e-3 for r in rows.values())
     # Real images of a caption vary in what it leaves open (rendered at random, read by the oracle).
     assert max(r["entropy"] for k, r in result["real"].items() if k != "draws") > 0
+
+
+def test_texture_choice_experiment_reads_the_gates_and_the_images(shapes, tmp_path):
+    import dataclasses
+    from stackgan import StackGANPipeline
+    from stackgan.matcher import ImageTextMatcher, MatcherConfig
+    from stackgan.models import Stage2Generator
+    matcher = ImageTextMatcher(MatcherConfig(image_size=32, channels=4, detail=True)).save_pretrained(tmp_path / "m")
+    pipe = StackGANPipeline.from_pretrained()
+    textured = Stage2Generator(dataclasses.replace(pipe.model.config, g_texture=True))
+    textured.load_state_dict(pipe.model.stage2.state_dict(), strict=False)
+    pipe.model.stage2, pipe.model.config = textured, textured.config
+    pipe.save_pretrained(tmp_path / "model")
+    run_smoke("q11_texture_choice.py", shapes, tmp_path, "--model", str(tmp_path / "model"), "--matcher", str(matcher))
+    result = json.loads((tmp_path / "q11_texture_choice.json").read_text())
+    # The gates on the caption start at zero: no pattern word chooses a texture yet.
+    assert result["gates"]["mean_spread"] == 0
+    assert len(result["gates"]["logits"]) == 4
+    assert all(set(rows) == {"plain", "striped", "dotted", "checkered"} for rows in result["gates"]["logits"].values())
+    images = result["images"]
+    assert 0 < images["captions"] <= 8
+    for key in ("oracle", "matcher_shape", "matcher_pattern", "matcher_background"):
+        assert 0 <= images[key] <= 1
+    # The bundle has no textures: the script says so instead of reading nothing.
+    bare = subprocess.run([sys.executable, str(ROOT / "experiments" / "q11_texture_choice.py"), "--smoke",
+                           "--model", str(ROOT / "demo" / "pretrained" / "shapes"), "--data_dir", str(shapes),
+                           "--results", str(tmp_path), "--work_dir", str(tmp_path / "work"),
+                           "--figures", str(tmp_path / "figures")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert bare.returncode != 0 and "has no Stage-II textures" in bare.stderr

@@ -435,9 +435,9 @@ def generator_param_groups(generator: nn.Module, texture_lr_scale: float) -> lis
     faster. Why: Adam moves a weight about one learning rate per step whatever its gradient's size,
     and this gate starts at zero and must grow to gate logits of several units from a condition whose
     spread is well under one: at 4e-4 that takes thousands of steps (runs/s16/T6: gate logits
-    within +-0.13 after 200 steps), while the rest of G is already trained. The textures' colour
-    stays at G's rate: sped up too, it recoloured whole images (runs/s16/T7: the oracle's colour
-    95.0 to 82.5%, background 94.3 to 77.3% in 150 steps)."""
+    within +-0.13 after 200 steps), while the rest of G is already trained. Only the gate: the
+    textures' colour starts from --texture_start's shades and is tied to G's features, so it
+    stays at G's rate."""
     if texture_lr_scale == 1:
         return [{"params": list(generator.parameters()), "lr_scale": 1.0}]
     texture = getattr(generator, "texture", None)
