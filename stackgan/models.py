@@ -135,6 +135,10 @@ class ResidualBlock(nn.Module):
         return F.relu(x + self.block(x))
 
 
+# "leaky_logsigma" CA: the LeakyReLU's negative slope on fc's output (the TensorFlow code's).
+CA_LEAKY_SLOPE = 0.2
+
+
 class ConditioningAugmentation(nn.Module):
     """Conditioning augmentation (paper §3.1): c = mu(phi_t) + sigma(phi_t) * eps, eps ~ N(0, I).
 
@@ -156,7 +160,7 @@ class ConditioningAugmentation(nn.Module):
         if self.activation == "relu_logvar":
             mu, logvar = F.relu(self.fc(embedding)).chunk(2, dim=1)
         else:
-            mu, log_sigma = F.leaky_relu(self.fc(embedding), 0.2).chunk(2, dim=1)
+            mu, log_sigma = F.leaky_relu(self.fc(embedding), CA_LEAKY_SLOPE).chunk(2, dim=1)
             logvar = 2 * log_sigma
         if not self.sample:
             return mu, mu, logvar

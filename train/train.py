@@ -45,7 +45,7 @@ from stackgan.hub import resolve_model_folder, upload_model_folder
 from stackgan.images import make_grid
 from stackgan.losses import discriminator_objective, generator_objective
 from stackgan.matcher import ImageTextMatcher, NearestCaptions
-from stackgan.models import added_by_flags
+from stackgan.models import CA_LEAKY_SLOPE, added_by_flags
 from stackgan.pipeline import verify_model_folder
 from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
@@ -435,7 +435,7 @@ def generator_param_groups(generator: nn.Module, texture_lr_scale: float) -> lis
     faster. Why: Adam moves a weight about one learning rate per step whatever its gradient's size,
     and this gate starts at zero and must grow to gate logits of several units from a condition whose
     spread is well under one: at 4e-4 that takes thousands of steps (runs/s16/T6: gate logits
-    within +-0.13 after 200 steps), while the rest of G is already trained. Only the gate: the
+    within +-0.33 after 200 steps), while the rest of G is already trained. Only the gate: the
     textures' colour starts from --texture_start's shades and is tied to G's features, so it
     stays at G's rate."""
     if texture_lr_scale == 1:
@@ -463,11 +463,13 @@ def restart_ca_sigma(generator: nn.Module, sigma: float) -> None:
     if ca.activation == "relu_logvar" and sigma < 1:
         raise ValueError(f"--ca_sigma {sigma}: a relu_logvar CA has sigma >= 1 (log-variance after a ReLU); "
                          "use --ca_activation leaky_logsigma")
-    pre_activation = 2 * math.log(sigma) if ca.activation == "relu_logvar" else math.log(sigma)
-    if ca.activation == "leaky_logsigma" and sigma < 1:
-        pre_activation /= 0.2   # the LeakyReLU's negative slope
+    bias = math.log(sigma)
+    if ca.activation == "relu_logvar":
+        bias *= 2                          # that head outputs log sigma^2
+    elif bias < 0:
+        bias /= CA_LEAKY_SLOPE             # below zero the LeakyReLU scales it down
     ca.fc.weight[ca.condition_dim:] = 0
-    ca.fc.bias[ca.condition_dim:] = pre_activation
+    ca.fc.bias[ca.condition_dim:] = bias
 
 
 def matcher_negatives(dataset, count: int, seed: int, micro_step: int) -> torch.Tensor:
