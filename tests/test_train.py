@@ -532,3 +532,15 @@ def test_texture_lr_scale_speeds_up_the_texture_gate_on_the_caption(shapes, tmp_
     with pytest.raises(ValueError, match="--texture_lr_scale must be > 0, got 0.0"):
         train.check_args(train.parse_args(["--dataset", "shapes", "--data_dir", "x", "--output_dir", "y",
                                            "--texture_lr_scale", "0"]))
+
+
+def test_ca_sigma_also_restarts_the_ema_a_checkpoint_brings(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 1, "--use_ema")))
+    # G holds still (D warm-up), so the published EMA is exactly what the fine-tune started from
+    tuned = train.main(train.parse_args(flags(shapes, tmp_path / "tuned", "--max_train_steps", 1, "--use_ema",
+                                              "--init_from", s1 / "checkpoint-1", "--ca_sigma", 1.5,
+                                              "--d_warmup_steps", 1)))
+    model = StackGANPipeline.from_pretrained(tuned).model
+    with torch.no_grad():
+        _, _, logvar = model.stage1.ca(torch.randn(4, model.config.text_dim))
+    assert torch.allclose((0.5 * logvar).exp(), torch.full_like(logvar, 1.5), rtol=1e-5)

@@ -623,13 +623,16 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                else init_networks(args.init_from, generator, discriminator, args.stage, init_model,
                                   load_discriminator(init_folder, args.stage) if init_folder else None,
                                   log=accelerator.print))
-    if args.texture_start and not saved:
-        show_textures(generator, args.texture_start, args.seed)
-    if args.ca_sigma is not None and not saved:
-        restart_ca_sigma(generator, args.ca_sigma)
     ema = ExponentialMovingAverage(generator, config.ema_decay) if config.use_ema else None
     if ema is not None and initial is not None and "ema" in initial:
         ema.load_state_dict(initial["ema"])
+    # The starts these flags set hold for the published average too: a checkpoint's EMA would
+    # otherwise keep the old CA and textures for as long as its decay remembers them.
+    for net in ([] if saved else [generator] + ([ema.model] if ema is not None else [])):
+        if args.texture_start:
+            show_textures(net, args.texture_start, args.seed)
+        if args.ca_sigma is not None:
+            restart_ca_sigma(net, args.ca_sigma)
     if saved:
         tensors, optimizers, _ = saved
         generator.load_state_dict(tensors["generator"])
