@@ -132,6 +132,25 @@ def test_pattern_cues_experiment_scores_the_oracle_on_real_images_with_the_textu
     assert result["views"]["as is"]["pattern"] == 1.0  # the oracle reads real images (99.9% of 1,000)
 
 
+def test_pattern_ceiling_experiment_pastes_the_dataset_pattern_onto_drawn_objects(shapes, tmp_path):
+    run_smoke("q12_pattern_ceiling.py", shapes, tmp_path)
+    result = json.loads((tmp_path / "q12_pattern_ceiling.json").read_text())
+    views = result["views"]
+    assert set(views) == {"as drawn", "pattern pasted", "flat object", "flat object, pattern pasted",
+                          "control: real plain shapes, pattern pasted"}
+    n = result["captions"]
+    assert 0 < n <= 8
+    for name, view in views.items():
+        assert sum(map(sum, view["confusion"])) == n
+        assert view["pattern"] == pytest.approx(sum(view["confusion"][i][i] for i in range(4)) / n)
+    # a plain caption gets nothing pasted: its images, and so its row, are the same
+    assert views["as drawn"]["confusion"][0] == views["pattern pasted"]["confusion"][0]
+    assert views["flat object"]["confusion"][0] == views["flat object, pattern pasted"]["confusion"][0]
+    # the paste draws patterns the oracle knows: on real shapes it reads plain, stripes and dots
+    control = views["control: real plain shapes, pattern pasted"]["confusion"]
+    assert all(control[i][i] == sum(control[i]) > 0 for i in range(3))
+
+
 def test_open_attributes_experiment_reads_what_captions_leave_open_for_each_draw(shapes, tmp_path):
     run_smoke("q10_open_attributes.py", shapes, tmp_path)
     result = json.loads((tmp_path / "q10_open_attributes_stage1.json").read_text())
