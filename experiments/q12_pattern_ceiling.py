@@ -28,7 +28,7 @@ from stackgan import StackGANPipeline
 from stackgan.data.folder import load_folder
 from stackgan.data.problems import InputErrors
 from stackgan.data.shapes import PATTERNS, parse_caption
-from stackgan.data.shapes.drawing import STRIPE_DIRECTIONS, _pattern_mask, render
+from stackgan.data.shapes.drawing import STRIPE_DIRECTIONS, _pattern_mask, render, shade
 from stackgan.data.shapes.vocabulary import BACKGROUND_RGB, sample_attributes
 from stackgan.metrics.shapes_oracle import load_shapes_oracle
 
@@ -36,12 +36,6 @@ SIZE = 256
 # A pixel belongs to the object when its RGB differs from the background's by more than this
 # (sum of absolute differences, 0-765): the drawn edges' blend stays background.
 OBJECT_THRESHOLD = 60
-
-
-def shade(rgb: np.ndarray) -> np.ndarray:
-    """`drawing._shade` per pixel: the pattern's second colour for colours (..., 3) in 0-255."""
-    light = (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None] > 90
-    return np.where(light, rgb * 0.55, rgb + (255 - rgb) * 0.45)
 
 
 def object_mask(image: np.ndarray, background: str) -> np.ndarray:
@@ -58,7 +52,7 @@ def paste(image: np.ndarray, mask: np.ndarray, pattern: str, rng: np.random.Gene
     tile = np.asarray(_pattern_mask(pattern, int(rng.integers(len(STRIPE_DIRECTIONS))), SIZE, 1),
                       dtype=np.float32)[..., None] / 255
     x, y = rng.integers(0, tile.shape[1] - SIZE), rng.integers(0, tile.shape[0] - SIZE)
-    return image + (shade(image) - image) * tile[y:y + SIZE, x:x + SIZE] * mask
+    return image + (shade(image).astype(np.float32) - image) * tile[y:y + SIZE, x:x + SIZE] * mask
 
 
 def flatten(image: np.ndarray, mask: np.ndarray, background: str) -> np.ndarray:

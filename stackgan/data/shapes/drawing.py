@@ -73,13 +73,12 @@ OUTLINES = {
 }
 
 
-def _shade(rgb):
+def shade(rgb):
     """The pattern's second colour: darker for light colours, lighter for dark ones, so the
-    object keeps its named hue."""
-    r, g, b = rgb
-    if 0.299 * r + 0.587 * g + 0.114 * b > 90:
-        return tuple(int(c * 0.55) for c in rgb)
-    return tuple(int(c + (255 - c) * 0.45) for c in rgb)
+    object keeps its named hue. `rgb`: one colour or an array of them (..., 3), 0-255; float64."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    light = (rgb @ np.array([0.299, 0.587, 0.114]))[..., None] > 90
+    return np.where(light, rgb * 0.55, rgb + (255 - rgb) * 0.45)
 
 
 @lru_cache(maxsize=64)
@@ -161,7 +160,7 @@ def render(attributes: dict[str, str], size: int = 256, rng: np.random.Generator
         sy = int((jitter[4] + 1) / 2 * (tile.height - canvas)) + y0 * SUPERSAMPLE
         detail = ImageChops.multiply(mask, tile.crop((sx, sy, sx + box[0], sy + box[1])))
         beta = np.asarray(detail.reduce(SUPERSAMPLE), dtype=np.float32)[..., None] / 255
-        patch += (np.array(_shade(COLOR_RGB[attributes["color"]]), dtype=np.float32) - color) * beta
+        patch += (np.floor(shade(COLOR_RGB[attributes["color"]])).astype(np.float32) - color) * beta
 
     image = Image.new("RGB", (size, size), tuple(int(c) for c in background))
     image.paste(Image.fromarray(np.rint(patch).astype(np.uint8), mode="RGB"), (x0, y0))
