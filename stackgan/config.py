@@ -86,6 +86,12 @@ class StackGANConfig:
     # the tanh, in atanh space) instead of the whole image: it starts as an upsampler, so it keeps
     # Stage-I's colours and layout from step 0 and only has to learn the detail. Off = the paper.
     stage2_image_skip: bool = False
+    # Every Stage-II up block also reads the Stage-I image, resized to its input (a U-Net-like
+    # skip). Through the paper's 16x16 bottleneck alone, Stage-II does not learn to place an edge
+    # at 256 px: trained to sharpen real 64 px images (squared error), it stayed at the bilinear
+    # upsampler's error for 200 steps, and only with this skip fell below it
+    # (experiments/q13_stage2_sharpening.py; README, "Stage-II cannot see edges"). Off = the paper.
+    stage2_image_every_block: bool = False
     # Stage-II adds periodic textures of the pixel position at a random phase, gated per pixel
     # (models.TextureSynthesis): its stationary convolutions cannot draw a texture a caption asks
     # for out of a flat Stage-I colour, nor can gradients teach them to. Off = the paper.

@@ -292,7 +292,7 @@ class Stage2Generator(nn.Module):
         self.joint = nn.Sequential(
             conv3x3(ngf * 4 + config.condition_dim, ngf * 4), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
         self.residual = nn.Sequential(*[ResidualBlock(ngf * 4) for _ in range(config.r_num)])
-        self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config))
+        self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config, 3 if config.stage2_image_every_block else 0))
         self.texture = TextureSynthesis(ngf // 4, config.condition_dim) if config.g_texture else None
         self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
         init_weights(self, config.icnr)
@@ -307,7 +307,8 @@ class Stage2Generator(nn.Module):
         h = self.encoder(stage1_image)                                      # (B, 4 gf, 16, 16)
         tiled = c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
         h = self.residual(self.joint(torch.cat([h, tiled], dim=1)))         # (B, 4 gf, 16, 16)
-        h = run_up_blocks(self.up, h, c)                                    # (B, gf/4, 256, 256)
+        image = stage1_image if self.config.stage2_image_every_block else None
+        h = run_up_blocks(self.up, h, c, image)                             # (B, gf/4, 256, 256)
         conv, tanh = self.to_image
         image = conv(h)
         if self.texture is not None:
@@ -318,14 +319,21 @@ class Stage2Generator(nn.Module):
         return tanh(image), mu, logvar
 
 
-def up_blocks(channels: int, count: int, config: StackGANConfig) -> list[UpBlock]:
-    """`count` up blocks, each doubling the resolution and halving the channels."""
+def up_blocks(channels: int, count: int, config: StackGANConfig, image_channels: int = 0) -> list[UpBlock]:
+    """`count` up blocks, each doubling the resolution and halving the channels; `image_channels`:
+    extra inputs for an image concatenated to each block's input (see run_up_blocks)."""
     condition_dim = config.condition_dim if config.g_conditioning == "every_block" else 0
-    return [UpBlock(channels >> i, channels >> (i + 1), config.upsample, condition_dim) for i in range(count)]
+    return [UpBlock((channels >> i) + image_channels, channels >> (i + 1), config.upsample, condition_dim)
+            for i in range(count)]
 
 
-def run_up_blocks(blocks: nn.Sequential, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def run_up_blocks(blocks: nn.Sequential, h: torch.Tensor, c: torch.Tensor,
+                  image: torch.Tensor | None = None) -> torch.Tensor:
+    """`image`: concatenated to every block's input, resized (antialiased) to its resolution."""
     for block in blocks:
+        if image is not None:
+            h = torch.cat([h, F.interpolate(image, size=h.shape[-2:], mode="bilinear", align_corners=False,
+                                            antialias=image.shape[-1] > h.shape[-1])], dim=1)
         h = block(h, c)
     return h
 

@@ -194,3 +194,13 @@ def test_texture_choice_experiment_reads_the_gates_and_the_images(shapes, tmp_pa
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert bare.returncode != 0 and "has no Stage-II textures" in bare.stderr
+
+
+def test_sharpening_experiment_trains_each_variant_from_the_bilinear_upsampler(shapes, tmp_path):
+    run_smoke("q13_stage2_sharpening.py", shapes, tmp_path)
+    result = json.loads((tmp_path / "q13_stage2_sharpening.json").read_text())
+    assert set(result["variants"]) == {"paper, L1", "paper, squared", "every block, L1", "every block, squared"}
+    for name, variant in result["variants"].items():
+        # each starts as the bilinear upsampler (its first step's loss is the upsampler's) and trains
+        assert abs(variant["loss_over_bilinear_first_10"] - 1) < 0.2, name
+        assert math.isfinite(variant["loss_over_bilinear_last_50"]) and len(variant["curve_every_25"]) == 1

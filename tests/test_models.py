@@ -172,6 +172,36 @@ def test_stage2_image_skip_starts_as_the_upsampled_stage1_image_and_learns():
     assert not torch.allclose(plain, upsampled, atol=0.1)
 
 
+def test_stage2_image_every_block_feeds_the_stage1_image_to_each_up_block():
+    from stackgan.fast import fold_batchnorm
+    torch.manual_seed(0)
+    config = StackGANConfig.from_preset("tiny", stage2_image_skip=True, stage2_image_every_block=True)
+    g = Stage2Generator(config)
+    plain = Stage2Generator(StackGANConfig.from_preset("tiny", stage2_image_skip=True))
+    for block, paper_block in zip(g.up, plain.up):
+        assert block.conv.in_channels == paper_block.conv.in_channels + 3
+    stage1 = torch.rand(2, 3, 64, 64) * 1.8 - 0.9
+    e = torch.randn(2, config.text_dim)
+    eps = torch.randn(2, config.condition_dim)
+    g.eval()
+    image, _, _ = g(stage1, e, eps)  # still exactly the upsampled Stage-I image at init
+    assert torch.allclose(image, nn.functional.interpolate(stage1, size=256, mode="bilinear"), atol=1e-5)
+    # Cut the bottleneck's path: only the image inputs of the blocks can still carry the Stage-I image.
+    nn.init.normal_(g.to_image[0].weight, 0, 0.1)
+    g.encoder[0].weight.data.zero_()
+    other = stage1.flip(-1)
+    features = [g(x, e, eps)[0] - nn.functional.interpolate(x, size=256, mode="bilinear") for x in (stage1, other)]
+    assert (features[0] - features[1]).abs().mean() > 1e-3
+    g.up[0].conv.weight.data[:, -3:] = 0
+    for block in g.up[1:]:
+        block.conv.weight.data[:, -3:] = 0
+    features = [g(x, e, eps)[0] - nn.functional.interpolate(x, size=256, mode="bilinear") for x in (stage1, other)]
+    assert torch.allclose(features[0], features[1], atol=1e-4)
+    # the inference copies (BatchNorm folded, 2x2 phase kernels) compute the same function
+    nn.init.normal_(g.up[2].conv.weight, 0, 0.05)
+    assert torch.allclose(fold_batchnorm(g)(stage1, e, eps)[0], g(stage1, e, eps)[0], atol=1e-4)
+
+
 def test_conditioning_augmentation_can_be_switched_off_for_the_ablation(tiny):
     from stackgan.losses import generator_objective
     torch.manual_seed(0)

@@ -544,3 +544,24 @@ def test_ca_sigma_also_restarts_the_ema_a_checkpoint_brings(shapes, tmp_path):
     with torch.no_grad():
         _, _, logvar = model.stage1.ca(torch.randn(4, model.config.text_dim))
     assert torch.allclose((0.5 * logvar).exp(), torch.full_like(logvar, 1.5), rtol=1e-5)
+
+
+def test_refinement_loss_trains_stage2_on_spoiled_real_images_and_resumes_exactly(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 1)))
+    with pytest.raises(ValueError, match="--refine_weight is a Stage-II loss"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--refine_weight", 1.0)))
+    common = ["--stage", 2, "--stage1_model", s1, "--refine_weight", 10.0, "--stage2_image_skip", "true",
+              "--stage2_image_every_block", "true", "--checkpointing_steps", 1]
+    full = train.main(train.parse_args(flags(shapes, tmp_path / "full", *common, "--max_train_steps", 2)))
+    log = [json.loads(line) for line in (full / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    steps = [row for row in log if "refine" in row]
+    assert [row["step"] for row in steps] == [1, 2] and all(row["refine"] > 0 for row in steps)
+    tensors, state = weights(full)
+    assert state["config"]["stage2_image_every_block"] is True
+    assert tensors["stage2.up.0.conv.weight"].shape[1] == 4 * state["config"]["gf_dim"] + 3
+    # stopped after step 1 and resumed: the same spoiled inputs, so the same weights
+    train.main(train.parse_args(flags(shapes, tmp_path / "part", *common, "--max_train_steps", 1)))
+    resumed = train.main(train.parse_args(flags(shapes, tmp_path / "part", *common, "--max_train_steps", 2,
+                                                "--resume_from_checkpoint", "latest")))
+    again, _ = weights(resumed)
+    assert all(torch.equal(tensors[k], again[k]) for k in tensors)

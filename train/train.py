@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
@@ -47,13 +48,14 @@ from stackgan.losses import discriminator_objective, generator_objective
 from stackgan.matcher import ImageTextMatcher, NearestCaptions
 from stackgan.models import CA_LEAKY_SLOPE, added_by_flags
 from stackgan.pipeline import verify_model_folder
+from stackgan.refinement import degrade, refinement_loss
 from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
 
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
 # string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
-                "stage2_uncond_head", "stage2_image_skip", "g_texture", "d_stem", "captions_per_step", "kl_weight",
+                "stage2_uncond_head", "stage2_image_skip", "stage2_image_every_block", "g_texture", "d_stem", "captions_per_step", "kl_weight",
                 "gp_weight", "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
                 "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
@@ -103,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{name}", choices=allowed, default=None)
     p.add_argument("--stage2_uncond_head", type=_bool, default=None)
     p.add_argument("--stage2_image_skip", type=_bool, default=None)
+    p.add_argument("--stage2_image_every_block", type=_bool, default=None,
+                   help="Stage-II's up blocks also read the Stage-I image (lets it place edges at 256 px)")
     p.add_argument("--g_texture", type=_bool, default=None, help="Stage-II adds gated periodic textures (patterns)")
     p.add_argument("--d_stem", type=_bool, default=None, help="D starts with a full-resolution 3x3 conv (textures)")
     p.add_argument("--conditioning_augmentation", type=_bool, default=None, help="false: c = mu, no KL (ablation)")
@@ -137,6 +141,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mode_seeking_space", choices=("pixels", "matcher"), default="pixels",
                    help="where --mode_seeking_weight measures how far two draws differ: in pixels, or in the "
                         "--matcher's image space (what is drawn, not how)")
+    p.add_argument("--refine_weight", type=float, default=0.0,
+                   help="Stage-II: weight of the paired refinement loss (real images, shrunk and spoiled like "
+                        "Stage-I's, refined back; stackgan/refinement.py); 0: off")
+    p.add_argument("--refine_warp", type=float, default=1.5, help="largest outline wobble of --refine_weight's inputs, px at 64")
+    p.add_argument("--refine_blotch", type=float, default=0.15, help="largest colour noise of --refine_weight's inputs")
+    p.add_argument("--refine_shift", type=int, default=4,
+                   help="--refine_weight compares each 16 px patch with the real one shifted by up to this many px")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -245,6 +256,10 @@ def check_args(args) -> None:
                          "log in with `hf auth login` instead of passing --hub_token")
     if args.max_train_minutes is not None and not args.max_train_minutes > 0:
         raise ValueError(f"--max_train_minutes must be > 0, got {args.max_train_minutes}")
+    if args.refine_weight < 0 or args.refine_warp < 0 or args.refine_blotch < 0 or args.refine_shift < 0:
+        raise ValueError("--refine_weight, --refine_warp, --refine_blotch and --refine_shift must be >= 0")
+    if args.refine_weight and args.stage != 2:
+        raise ValueError("--refine_weight is a Stage-II loss (it refines real images); use it with --stage 2")
     if args.d_warmup_steps < 0:
         raise ValueError(f"--d_warmup_steps must be >= 0, got {args.d_warmup_steps}")
     if args.matcher_weight <= 0:
@@ -294,6 +309,15 @@ def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackG
     return [tuple(torch.randn(batch, d, generator=generator) for d in (config.z_dim, config.condition_dim,
                                                                           config.condition_dim))
             for _ in range(draws)]
+
+
+def refinement_inputs(real: torch.Tensor, size: int, args, micro_step: int, rank: int) -> torch.Tensor:
+    """--refine_weight's inputs: the batch's real images at Stage-I's size, spoiled like a Stage-I
+    drawing, from a generator seeded by (seed, step, rank) (a resumed run draws the same)."""
+    state = np.random.SeedSequence([args.seed, micro_step, rank, 1]).generate_state(2)
+    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    small = F.interpolate(real.detach().float().cpu(), size=(size, size), mode="area")
+    return degrade(small, args.refine_warp, args.refine_blotch, generator).to(real.device, real.dtype)
 
 
 def batch_noise(noise: list, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -356,13 +380,14 @@ def redacted_command(argv: list[str]) -> str:
 
 def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
                wrong=None, check_finite=None, update_g: bool = True, matcher_loss=None,
-               mode_seeking_features=None) -> tuple[dict, dict]:
+               mode_seeking_features=None, refine=None) -> tuple[dict, dict]:
     """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
     matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
     loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
-    distance is measured in (None: pixels). Returns D's and G's statistics."""
+    distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift) for
+    Stage-II's paired refinement loss (--refine_weight). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
     z, eps1, eps2 = batch_noise(noise, device)
     e = embedding.repeat(len(noise), 1)
@@ -372,7 +397,12 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     else:
         with torch.no_grad():
             stage1_image, _, _ = frozen_stage1(e, z, eps1)
+        if refine is not None:  # the degraded real images ride in the same forward
+            stage1_image = torch.cat([stage1_image, refine[0]])
+            e, eps2 = torch.cat([e, embedding]), torch.cat([eps2, eps2[:b]])
         fake, mu, logvar = generator(stage1_image, e, eps2)
+    drawn = len(noise) * b
+    refined, fake, mu, logvar = fake[drawn:], fake[:drawn], mu[:drawn], logvar[:drawn]
     fake_2 = fake[b:] if len(noise) == 2 else None
     fake, mu, logvar = fake[:b], mu[:b], logvar[:b]
 
@@ -392,6 +422,10 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
         term = matcher_loss(fake)
         g_loss = g_loss + term
         g_stats.update(matcher=term.detach(), g_loss=g_loss.detach())
+    if refine is not None:
+        term = refinement_loss(refined, real, refine[2])
+        g_loss = g_loss + refine[1] * term
+        g_stats.update(refine=term.detach(), g_loss=g_loss.detach())
     if check_finite:
         check_finite("g_loss", g_loss)
     accelerator.backward(g_loss)
@@ -770,7 +804,11 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                                   nearest(batch["embedding"], args.matcher_hard_negatives)
                                                   if nearest else None),
                                               mode_seeking_features=matcher.embed_images
-                                              if args.mode_seeking_space == "matcher" else None)
+                                              if args.mode_seeking_space == "matcher" else None,
+                                              refine=(refinement_inputs(real, config.stage1_size, args, micro_step,
+                                                                        accelerator.process_index),
+                                                      args.refine_weight, args.refine_shift)
+                                              if args.refine_weight else None)
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1

@@ -1,0 +1,77 @@
+"""Stage-II's paired refinement loss (train.py --refine_weight).
+
+The adversarial loss tells Stage-II only whether its whole image looks real. Here it also refines
+real images, shrunk to Stage-I's size and spoiled the way Stage-I's drawings are (wobbly outlines,
+blotchy colour, blur), and is told pixel by pixel what the real image was. A pattern's phase is
+random in the data and cannot be read off a 64 px input, so each patch of the output is compared
+with the real patch shifted (and turned by 90 degrees) to fit it best: any phase and stripe
+direction is right, a flat colour is not.
+
+Squared error rather than L1: on a near-identity mapping most pixels are already nearly right, and
+L1's gradient (the sign of each pixel's error) is then dominated by those tiny errors' random signs;
+trained to sharpen real 64 px images, Stage-II made no progress in 200 steps under L1, with or
+without `stage2_image_every_block` (experiments/q13_stage2_sharpening.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def degrade(images: torch.Tensor, warp: float, blotch: float, generator: torch.Generator) -> torch.Tensor:
+    """Spoil real images (B, 3, H, W) in [-1, 1] like a Stage-I drawing. `warp`: the largest
+    displacement of a smooth random warp, in pixels (outlines wobble); `blotch`: the largest amplitude
+    of smooth colour noise (the blotchy backgrounds Stage-I draws); half of the images are also
+    blurred (shrunk to 3/8 to 3/4 of their size and back)."""
+    b, _, h, w = images.shape
+    rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    randn = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
+    # A 6x6 field of displacements, smoothly interpolated: the outline bends, it does not fray.
+    field = randn(b, 2, 6, 6) * rand(b, 1, 1, 1) * (2 * warp / w)
+    field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    grid = torch.stack([xs, ys], dim=-1)[None] + field
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    blurred = rand(b) < 0.5
+    if blurred.any():
+        size = int(w * (3 + 3 * rand(1).item()) / 8)
+        small = F.interpolate(out[blurred], size=(size, size), mode="area")
+        out[blurred] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    if blotch:
+        stains = randn(b, 3, 5, 5) * rand(b, 1, 1, 1) * blotch
+        out = out + F.interpolate(stains, size=(h, w), mode="bicubic", align_corners=False)
+        out = out + 0.03 * rand(b, 1, 1, 1) * randn(*out.shape)
+    return out.clamp(-1, 1)
+
+
+@torch.no_grad()
+def shift_aligned_target(output: torch.Tensor, target: torch.Tensor, shift: int, patch: int = 16) -> torch.Tensor:
+    """The target, rebuilt patch by patch (`patch` px squares) from its copies shifted by -shift ..
+    shift-1 px in x and y, each also turned by 90 degrees in place, whichever is nearest `output`
+    (mean absolute difference). shift 0: the target itself."""
+    if shift == 0:
+        return target
+    b, c, h, w = target.shape
+    if h % patch or w % patch:
+        raise ValueError(f"refinement: image size {h}x{w} is not a multiple of the patch size {patch}")
+    padded = F.pad(target, (shift, shift, shift, shift), mode="replicate")
+    best = torch.full((b, 1, h // patch, w // patch), float("inf"), device=target.device)
+    chosen = target.clone()
+    for dy in range(-shift, shift):
+        for dx in range(-shift, shift):
+            moved = padded[:, :, shift + dy:shift + dy + h, shift + dx:shift + dx + w]
+            tiles = moved.unfold(2, patch, patch).unfold(3, patch, patch)  # (B, C, h/p, w/p, p, p)
+            turned = tiles.rot90(1, (4, 5)).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
+            for candidate in (moved, turned):
+                error = F.avg_pool2d((output - candidate).abs().mean(1, keepdim=True), patch)
+                better = error < best
+                best = torch.where(better, error, best)
+                chosen = torch.where(better.repeat_interleave(patch, 2).repeat_interleave(patch, 3), candidate, chosen)
+    return chosen
+
+
+def refinement_loss(refined: torch.Tensor, real: torch.Tensor, shift: int) -> torch.Tensor:
+    """Mean squared error of Stage-II's refinements of degraded real images against the real images,
+    each patch aligned as `shift_aligned_target` does."""
+    return F.mse_loss(refined, shift_aligned_target(refined.detach().float(), real.float(), shift).to(refined.dtype))

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from stackgan.refinement import degrade, refinement_loss, shift_aligned_target
+
+
+def stripes(direction: str, phase: float = 0.0, size: int = 64) -> torch.Tensor:
+    """Stripes of period 6 px as a (1, 3, size, size) image in [-1, 1]."""
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                            indexing="ij")
+    along = xs if direction == "vertical" else ys
+    return (torch.remainder(along + phase, 6) < 3).float().mul(2).sub(1).expand(1, 3, size, size).clone()
+
+
+def test_any_phase_and_direction_of_a_pattern_fits_but_a_flat_colour_does_not():
+    target = stripes("horizontal")
+    for drawn in (stripes("horizontal", phase=2), stripes("vertical", phase=1)):
+        # (the border patches cannot shift outwards: the target's edge rows are repeated there)
+        assert refinement_loss(drawn, target, shift=4) < 0.1
+        assert refinement_loss(drawn, target, shift=0) > 1.0  # without alignment: wrong in half the pixels  # without alignment: wrong almost everywhere
+    flat = torch.zeros_like(target)
+    assert refinement_loss(flat, target, shift=4) > 0.9  # the flat average is no pattern
+
+
+def test_alignment_only_moves_patches_a_few_pixels():
+    torch.manual_seed(0)
+    target = torch.zeros(2, 3, 64, 64)
+    target[:, :, 16:48, 16:48] = 1.0  # a square
+    moved = torch.roll(target, shifts=(2, -3), dims=(2, 3))
+    assert refinement_loss(moved, target, shift=4) < 1e-6
+    far = torch.roll(target, shifts=(12, 0), dims=(2, 3))
+    assert refinement_loss(far, target, shift=4) > 0.05  # an outline 12 px off is still wrong
+    chosen = shift_aligned_target(moved, target, shift=4)
+    assert chosen.shape == target.shape and set(chosen.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="not a multiple of the patch size 16"):
+        shift_aligned_target(moved[..., :60], target[..., :60], shift=2)
+
+
+def test_gradient_flows_to_the_output_only():
+    drawn = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    loss = refinement_loss(drawn, stripes("vertical", size=32), shift=3)
+    loss.backward()
+    assert drawn.grad.abs().sum() > 0
+
+
+def test_degrade_is_seeded_bounded_and_spoils_outlines():
+    images = torch.full((8, 3, 64, 64), -1.0)
+    images[:, :, 20:44, 20:44] = 1.0
+    a = degrade(images, warp=2.0, blotch=0.15, generator=torch.Generator().manual_seed(0))
+    b = degrade(images, warp=2.0, blotch=0.15, generator=torch.Generator().manual_seed(0))
+    c = degrade(images, warp=2.0, blotch=0.15, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= -1 and a.max() <= 1 and a.shape == images.shape
+    assert (a - images).abs().mean() > 0.01
+    same = degrade(images, warp=0.0, blotch=0.0, generator=torch.Generator().manual_seed(0))
+    # without warp and colour noise only the blurred half changes, and only near the outline
+    changed = (same - images).abs().amax(dim=(1, 2, 3)) > 1e-4
+    assert 0 < changed.sum() < 8
+    assert torch.equal(same[:, :, 30:34, 30:34], images[:, :, 30:34, 30:34])
