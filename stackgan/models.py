@@ -488,6 +488,21 @@ def added_by_flags(generator: nn.Module, tensors: dict) -> dict:
             if k not in tensors and (k.startswith("texture.") or ".modulation." in k)}
 
 
+def widened_by_flags(generator: nn.Module, tensors: dict) -> dict:
+    """--stage2_image_every_block on a Stage-II trained without it: `tensors`' up-block kernels with
+    zero weights appended for the three image inputs (run_up_blocks concatenates the image last),
+    so the network starts computing exactly what it computed."""
+    if not getattr(generator.config, "stage2_image_every_block", False):
+        return {}
+    widened = {}
+    for key, ours in generator.state_dict().items():
+        theirs = tensors.get(key)
+        if (key.startswith("up.") and key.endswith(".conv.weight") and theirs is not None
+                and theirs.shape[1] + 3 == ours.shape[1] and theirs.shape[0] == ours.shape[0]):
+            widened[key] = torch.cat([theirs, theirs.new_zeros(theirs.shape[0], 3, *theirs.shape[2:])], dim=1)
+    return widened
+
+
 @torch.no_grad()
 def init_weights(module: nn.Module, icnr: bool = True) -> None:
     """DCGAN / StackGAN init: conv and linear N(0, 0.02), BN gamma N(1, 0.02), biases 0; ICNR for

@@ -565,3 +565,16 @@ def test_refinement_loss_trains_stage2_on_spoiled_real_images_and_resumes_exactl
                                                 "--resume_from_checkpoint", "latest")))
     again, _ = weights(resumed)
     assert all(torch.equal(tensors[k], again[k]) for k in tensors)
+    # a Stage-II trained without the skip starts a run with it: its kernels, zero for the image inputs
+    plain = train.main(train.parse_args(flags(shapes, tmp_path / "plain", "--stage", 2, "--stage1_model", s1,
+                                              "--stage2_image_skip", "true", "--max_train_steps", 1)))
+    widened = run(*flags(shapes, tmp_path / "widened", *common, "--init_from", plain, "--max_train_steps", 1,
+                         "--d_warmup_steps", 1))
+    assert widened.returncode == 0, widened.stderr[-2000:]
+    assert "--stage2_image_every_block widens its 4 up blocks" in widened.stdout + widened.stderr
+    before, after = weights(plain)[0], weights(tmp_path / "widened")[0]
+    for key, value in before.items():
+        if key.startswith("stage2.up.") and key.endswith(".conv.weight"):
+            assert torch.equal(after[key][:, :-3], value) and not after[key][:, -3:].any(), key
+        elif key.startswith("stage2.") and "running" not in key and "num_batches" not in key:
+            assert torch.equal(after[key], value), key

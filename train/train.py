@@ -46,7 +46,7 @@ from stackgan.hub import resolve_model_folder, upload_model_folder
 from stackgan.images import make_grid
 from stackgan.losses import discriminator_objective, generator_objective
 from stackgan.matcher import ImageTextMatcher, NearestCaptions
-from stackgan.models import CA_LEAKY_SLOPE, added_by_flags
+from stackgan.models import CA_LEAKY_SLOPE, added_by_flags, widened_by_flags
 from stackgan.pipeline import verify_model_folder
 from stackgan.refinement import degrade, refinement_loss
 from stackgan.text import TextEncoder
@@ -550,6 +550,12 @@ def init_networks(source, generator: nn.Module, discriminator: nn.Module, stage:
             theirs = tensors["generator"] = {**theirs, **added}
             if "ema" in tensors:
                 tensors["ema"] = {**tensors["ema"], **added}
+        if stem == "generator" and (widened := widened_by_flags(network, theirs)):
+            log(f"--init_from {source}: --stage2_image_every_block widens its {len(widened)} up blocks; "
+                "their image inputs start at zero weight")
+            theirs = tensors["generator"] = {**theirs, **widened}
+            if "ema" in tensors:
+                tensors["ema"] = {**tensors["ema"], **widened_by_flags(network, tensors["ema"])}
         if differ := mismatched(network, theirs):
             raise ValueError(f"--init_from {source}: its {stem} does not fit this run's (stage, preset and "
                              f"network flags must match); tensors that differ: {differ[:5]}"
