@@ -11,7 +11,7 @@ Variants: the paper's network (the Stage-I image reaches the up blocks only thro
 bottleneck) and `stage2_image_every_block` (each up block also reads it), each under L1 and under
 squared error.
 
-    python experiments/q13_stage2_sharpening.py             # 200 steps per variant, ~15 min on 2 cores
+    python experiments/q13_stage2_sharpening.py             # 200 steps per variant, ~12 min on 2 cores
     python experiments/q13_stage2_sharpening.py --steps 600 --variants "paper, squared" "every block, squared"
 """
 

@@ -492,7 +492,7 @@ def widened_by_flags(generator: nn.Module, tensors: dict) -> dict:
     """--stage2_image_every_block on a Stage-II trained without it: `tensors`' up-block kernels with
     zero weights appended for the three image inputs (run_up_blocks concatenates the image last),
     so the network starts computing exactly what it computed."""
-    if not getattr(generator.config, "stage2_image_every_block", False):
+    if not generator.config.stage2_image_every_block:
         return {}
     widened = {}
     for key, ours in generator.state_dict().items():

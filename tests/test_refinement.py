@@ -36,7 +36,7 @@ def test_alignment_only_moves_patches_a_few_pixels():
         shift_aligned_target(moved[..., :60], target[..., :60], shift=2)
 
 
-def test_gradient_flows_to_the_output_only():
+def test_the_loss_trains_the_output():
     drawn = torch.zeros(1, 3, 32, 32, requires_grad=True)
     loss = refinement_loss(drawn, stripes("vertical", size=32), shift=3)
     loss.backward()

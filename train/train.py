@@ -55,8 +55,8 @@ from stackgan.tracking import JSONLTracker
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
 # string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
-                "stage2_uncond_head", "stage2_image_skip", "stage2_image_every_block", "g_texture", "d_stem", "captions_per_step", "kl_weight",
-                "gp_weight", "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
+                "stage2_uncond_head", "stage2_image_skip", "stage2_image_every_block", "g_texture", "d_stem",
+                "captions_per_step", "kl_weight", "gp_weight", "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
                 "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
 GENERATOR_SHAPE = ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "upsample", "ca_activation",
@@ -302,10 +302,15 @@ def trackers(args) -> list:
     return [JSONLTracker("train", Path(args.output_dir) / "logs") if n == "jsonl" else n for n in names]
 
 
+def seeded_generator(*entropy: int) -> torch.Generator:
+    """A torch generator seeded by these numbers (seed, step, rank, ...): a resumed run draws the same."""
+    state = np.random.SeedSequence(list(entropy)).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackGANConfig, draws: int) -> list:
     """`draws` sets of (z, eps1, eps2) for one step, from a generator seeded by (seed, step, rank)."""
-    state = np.random.SeedSequence([seed, micro_step, rank]).generate_state(2)
-    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    generator = seeded_generator(seed, micro_step, rank)
     return [tuple(torch.randn(batch, d, generator=generator) for d in (config.z_dim, config.condition_dim,
                                                                           config.condition_dim))
             for _ in range(draws)]
@@ -313,9 +318,8 @@ def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackG
 
 def refinement_inputs(real: torch.Tensor, size: int, args, micro_step: int, rank: int) -> torch.Tensor:
     """--refine_weight's inputs: the batch's real images at Stage-I's size, spoiled like a Stage-I
-    drawing, from a generator seeded by (seed, step, rank) (a resumed run draws the same)."""
-    state = np.random.SeedSequence([args.seed, micro_step, rank, 1]).generate_state(2)
-    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    drawing, from their own stream of (seed, step, rank)."""
+    generator = seeded_generator(args.seed, micro_step, rank, 1)
     small = F.interpolate(real.detach().float().cpu(), size=(size, size), mode="area")
     return degrade(small, args.refine_warp, args.refine_blotch, generator).to(real.device, real.dtype)
 
