@@ -34,6 +34,28 @@ def test_items_have_the_documented_keys_shapes_and_range():
     assert "wrong_image" not in small_dataset(wrong_image="none")[5]
 
 
+def test_first_caption_is_the_images_first_embedding_whatever_caption_is_drawn():
+    dataset = small_dataset(first_caption=True)
+    for index in (0, 5, 11):
+        item = dataset[index]
+        assert torch.equal(item["first_embedding"], torch.from_numpy(dataset.embeddings[3 * index]))
+    drawn = set()
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        drawn.add(tuple(dataset[4]["embedding"].tolist()))
+    assert len(drawn) == 3  # the drawn caption still varies; the first one is extra
+
+
+def test_shapes_first_caption_names_all_six_attributes(data_shapes_dir, data_encoder, tmp_path):
+    from stackgan.data.shapes.captions import parse_caption
+    from stackgan.data.shapes.vocabulary import ATTRIBUTE_KEYS
+    dataset = build_dataset("shapes", data_shapes_dir, 64, data_encoder, cache_dir=tmp_path, first_caption=True)
+    for index in range(len(dataset)):
+        assert set(parse_caption(dataset.captions[index][0])) == set(ATTRIBUTE_KEYS)
+        assert torch.allclose(dataset[index]["first_embedding"],
+                              torch.as_tensor(data_encoder.encode([dataset.captions[index][0]])[0]), atol=1e-5)
+
+
 def test_pixels_map_to_minus_one_to_one():
     images = np.zeros((2, 3, 4, 4), np.uint8)
     images[1] = 255

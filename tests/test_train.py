@@ -1,5 +1,6 @@
 """train/train.py on the tiny preset: both stages, exact resume after SIGKILL, 2 processes, Hub push."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -544,6 +545,54 @@ def test_ca_sigma_also_restarts_the_ema_a_checkpoint_brings(shapes, tmp_path):
     with torch.no_grad():
         _, _, logvar = model.stage1.ca(torch.randn(4, model.config.text_dim))
     assert torch.allclose((0.5 * logvar).exp(), torch.full_like(logvar, 1.5), rtol=1e-5)
+
+
+def test_paired_loss_pulls_stage1_to_the_image_its_full_caption_names_and_resumes_exactly(shapes, tmp_path):
+    with pytest.raises(ValueError, match="--paired_weight is a Stage-I loss"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--stage", 2, "--paired_weight", 1.0)))
+    with pytest.raises(ValueError, match="--paired_samples >= 1"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--paired_weight", 1.0, "--paired_samples", 0)))
+
+    def paired_terms(output, weight, *extra):
+        out = train.main(train.parse_args(flags(shapes, output, "--paired_weight", weight, "--learning_rate", 2e-3,
+                                                "--checkpointing_steps", 3, *extra)))
+        log = [json.loads(line) for line in (out / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+        return out, [row["paired"] for row in log if "paired" in row]
+
+    # the same seeds, so the same batches and noise: only the weight differs
+    weighted, pulled = paired_terms(tmp_path / "weighted", 100.0, "--max_train_steps", 16)
+    _, free = paired_terms(tmp_path / "free", 1e-9, "--max_train_steps", 16)
+    assert len(pulled) == len(free) == 16 and pulled[0] == pytest.approx(free[0])
+    # each step's batch differs, so compare step by step: over the last 8 the pulled G fits better
+    assert sum(pulled[8:]) < 0.9 * sum(free[8:])
+    # stopped after step 9 and resumed: the same first captions and noise, so the same weights
+    paired_terms(tmp_path / "part", 100.0, "--max_train_steps", 9)
+    resumed, _ = paired_terms(tmp_path / "part", 100.0, "--max_train_steps", 16, "--resume_from_checkpoint", "latest")
+    tensors, again = weights(weighted)[0], weights(resumed)[0]
+    assert all(torch.equal(tensors[k], again[k]) for k in tensors)
+
+
+def test_paired_samples_score_the_draw_nearest_each_image():
+    class Painter(torch.nn.Module):  # paints each image one grey level, set by its z
+        def forward(self, embedding, z, eps):
+            return torch.tanh(z[:, :1, None, None]).expand(-1, 3, 4, 4), None, None
+
+    b, real = 6, torch.linspace(-0.9, 0.9, 6)[:, None, None, None].expand(-1, 3, 4, 4)
+    noise = (torch.randn(b, 5, generator=torch.Generator().manual_seed(1)), torch.randn(b, 3), torch.randn(b, 3))
+    batch = {"first_embedding": torch.full((b, 2), 3.0)}
+    embedding = torch.zeros(b, 2)
+
+    def draws(k, caption="drawn"):
+        args = argparse.Namespace(paired_caption=caption, paired_samples=k, paired_weight=2.0, seed=0)
+        return train.paired_inputs(Painter(), batch, embedding, real, noise, args, 7, 0, lambda e: e - 1)
+
+    own, many = draws(1), draws(16)
+    assert torch.equal(own[1], noise[0]) and torch.equal(own[2], noise[1]) and own[3] == 2.0
+    error = {k: (Painter()(None, z, None)[0] - real).abs().flatten(1).amax(1) for k, (_, z, _, _) in
+             ((1, own), (16, many))}
+    assert (error[16] <= error[1]).all() and error[16].mean() < 0.5 * error[1].mean()
+    assert torch.equal(many[1], draws(16)[1])  # seeded by (seed, step, rank)
+    assert torch.equal(own[0], embedding) and torch.equal(draws(1, "first")[0], torch.full((b, 2), 2.0))
 
 
 def test_refinement_loss_trains_stage2_on_spoiled_real_images_and_resumes_exactly(shapes, tmp_path):

@@ -148,6 +148,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refine_blotch", type=float, default=0.15, help="largest colour noise of --refine_weight's inputs")
     p.add_argument("--refine_shift", type=int, default=4,
                    help="--refine_weight compares each 16 px patch with the real one shifted by up to this many px")
+    p.add_argument("--paired_weight", type=float, default=0.0,
+                   help="Stage-I: weight of the paired loss: G also draws each real image from one of its "
+                        "captions (--paired_caption) and is scored by squared error against it; 0: off")
+    p.add_argument("--paired_caption", choices=("first", "drawn"), default="first",
+                   help="--paired_weight's caption: the image's first (on Shapes the one naming all six "
+                        "attributes, so it fixes the image) or the batch's drawn one")
+    p.add_argument("--paired_samples", type=int, default=1,
+                   help="--paired_weight scores the nearest of K draws of G (the batch's noise and K-1 more): "
+                        "a caption that leaves attributes open is met by some draw, not by their average")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -258,6 +267,11 @@ def check_args(args) -> None:
         raise ValueError(f"--max_train_minutes must be > 0, got {args.max_train_minutes}")
     if args.refine_weight < 0 or args.refine_warp < 0 or args.refine_blotch < 0 or args.refine_shift < 0:
         raise ValueError("--refine_weight, --refine_warp, --refine_blotch and --refine_shift must be >= 0")
+    if args.paired_weight < 0 or args.paired_samples < 1:
+        raise ValueError(f"--paired_weight must be >= 0 and --paired_samples >= 1, got {args.paired_weight} "
+                         f"and {args.paired_samples}")
+    if args.paired_weight and args.stage != 1:
+        raise ValueError("--paired_weight is a Stage-I loss (Stage-II's paired loss is --refine_weight)")
     if args.refine_weight and args.stage != 2:
         raise ValueError("--refine_weight is a Stage-II loss (it refines real images); use it with --stage 2")
     if args.d_warmup_steps < 0:
@@ -324,6 +338,30 @@ def refinement_inputs(real: torch.Tensor, size: int, args, micro_step: int, rank
     return degrade(small, args.refine_warp, args.refine_blotch, generator).to(real.device, real.dtype)
 
 
+@torch.no_grad()
+def paired_inputs(generator: nn.Module, batch: dict, embedding: torch.Tensor, real: torch.Tensor, noise: tuple,
+                  args, micro_step: int, rank: int, standardize) -> tuple:
+    """--paired_weight's (embeddings, z, eps, weight). With --paired_samples K > 1, per real image the
+    noise of whichever of K draws of G for its caption is nearest it in pixels: the batch's own and
+    K - 1 from their own stream of (seed, step, rank). Scoring only the nearest draw (implicit maximum
+    likelihood, Li & Malik 2018) lets a caption that leaves the size or the background open be met by
+    some draw with that size or background, so G learns to vary them with the noise instead of
+    drawing their average."""
+    if args.paired_caption == "first":
+        embedding = standardize(batch["first_embedding"])
+    b, k = real.shape[0], args.paired_samples
+    z, eps = noise[0][:b].to(real.device), noise[1][:b].to(real.device)
+    if k > 1:
+        stream = seeded_generator(args.seed, micro_step, rank, 2)
+        z = torch.cat([z, torch.randn(b * (k - 1), z.shape[1], generator=stream).to(z)])
+        eps = torch.cat([eps, torch.randn(b * (k - 1), eps.shape[1], generator=stream).to(eps)])
+        drawn, _, _ = generator(embedding.repeat(k, 1), z, eps)
+        distance = (drawn.float() - real.float().repeat(k, 1, 1, 1)).pow(2).flatten(1).mean(1)
+        nearest = distance.view(k, b).argmin(0) * b + torch.arange(b, device=real.device)
+        z, eps = z[nearest], eps[nearest]
+    return embedding, z, eps, args.paired_weight
+
+
 def batch_noise(noise: list, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(z, eps1, eps2) for one forward of all draws of `step_noise`: z of every draw, the
     condition's noise of the first repeated. Mode seeking compares G(c, z1) with G(c, z2): with
@@ -384,20 +422,24 @@ def redacted_command(argv: list[str]) -> str:
 
 def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
                wrong=None, check_finite=None, update_g: bool = True, matcher_loss=None,
-               mode_seeking_features=None, refine=None) -> tuple[dict, dict]:
+               mode_seeking_features=None, refine=None, paired=None) -> tuple[dict, dict]:
     """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
     matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
     loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
     distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift) for
-    Stage-II's paired refinement loss (--refine_weight). Returns D's and G's statistics."""
+    Stage-II's paired refinement loss (--refine_weight). `paired`: (embeddings, z, eps, weight) for
+    Stage-I's paired loss (--paired_weight). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
     z, eps1, eps2 = batch_noise(noise, device)
     e = embedding.repeat(len(noise), 1)
     # Both mode-seeking draws go through one forward, so DDP sees one forward per step.
     if frozen_stage1 is None:
-        fake, mu, logvar = generator(e, z, eps1)
+        if paired is None:
+            fake, mu, logvar = generator(e, z, eps1)
+        else:  # the paired draws ride in the same forward
+            fake, mu, logvar = generator(*(torch.cat(pair) for pair in zip((e, z, eps1), paired[:3])))
     else:
         with torch.no_grad():
             stage1_image, _, _ = frozen_stage1(e, z, eps1)
@@ -406,7 +448,7 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
             e, eps2 = torch.cat([e, embedding]), torch.cat([eps2, eps2[:b]])
         fake, mu, logvar = generator(stage1_image, e, eps2)
     drawn = len(noise) * b
-    refined, fake, mu, logvar = fake[drawn:], fake[:drawn], mu[:drawn], logvar[:drawn]
+    extra, fake, mu, logvar = fake[drawn:], fake[:drawn], mu[:drawn], logvar[:drawn]
     fake_2 = fake[b:] if len(noise) == 2 else None
     fake, mu, logvar = fake[:b], mu[:b], logvar[:b]
 
@@ -427,9 +469,13 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
         g_loss = g_loss + term
         g_stats.update(matcher=term.detach(), g_loss=g_loss.detach())
     if refine is not None:
-        term = refinement_loss(refined, real, refine[2])
+        term = refinement_loss(extra, real, refine[2])
         g_loss = g_loss + refine[1] * term
         g_stats.update(refine=term.detach(), g_loss=g_loss.detach())
+    if paired is not None:
+        term = F.mse_loss(extra.float(), real.float())
+        g_loss = g_loss + paired[3] * term
+        g_stats.update(paired=term.detach(), g_loss=g_loss.detach())
     if check_finite:
         check_finite("g_loss", g_loss)
     accelerator.backward(g_loss)
@@ -600,7 +646,8 @@ def training_dataset(args, config: StackGANConfig, encoder):
                          resolution=config.stage1_size if args.stage == 1 else config.stage2_size,
                          captions_per_step=config.captions_per_step,
                          wrong_image="other_class" if config.wrong_image == "other_class" else "none",
-                         crop=args.train_crop, seed=args.seed, on_error=args.on_error)
+                         crop=args.train_crop, seed=args.seed, on_error=args.on_error,
+                         first_caption=args.paired_weight > 0 and args.paired_caption == "first")
 
 
 def main(args: argparse.Namespace, hub_api=None) -> Path:
@@ -818,7 +865,11 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                               refine=(refinement_inputs(real, config.stage1_size, args, micro_step,
                                                                         accelerator.process_index),
                                                       args.refine_weight, args.refine_shift)
-                                              if args.refine_weight else None)
+                                              if args.refine_weight else None,
+                                              paired=paired_inputs(accelerator.unwrap_model(generator), batch,
+                                                                   embedding, real, noise[0], args, micro_step,
+                                                                   accelerator.process_index, model.standardize)
+                                              if args.paired_weight else None)
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1

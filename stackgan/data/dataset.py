@@ -41,6 +41,8 @@ class StackGANDataset(Dataset):
       mean of ``captions_per_step`` distinct ones (the paper's TF code uses 4).
     - ``"wrong_image"``: with ``wrong_image="other_class"`` only, an image of another class
       (another image where the dataset has no classes), cropped the same way.
+    - ``"first_embedding"``: with ``first_caption=True`` only, the embedding of the image's first
+      caption (on Shapes the one that names all six attributes: a caption that fixes the image).
     - ``"index"``: the item's index.
 
     All randomness of an item is a function of (seed, epoch, index): call `set_epoch` at the start
@@ -70,6 +72,7 @@ class StackGANDataset(Dataset):
         crop: str = "random",
         seed: int = 0,
         embedding_id: str = "",
+        first_caption: bool = False,
     ):
         if wrong_image not in WRONG_IMAGE_CHOICES:
             raise ValueError(f"wrong_image must be one of {WRONG_IMAGE_CHOICES}, got {wrong_image!r}")
@@ -90,6 +93,7 @@ class StackGANDataset(Dataset):
         self.captions, self.keys = captions, keys
         self.captions_per_step, self.wrong_image, self.flip, self.crop = captions_per_step, wrong_image, flip, crop
         self.seed, self.epoch, self.embedding_id = seed, 0, embedding_id
+        self.first_caption = first_caption
         if wrong_image == "other_class":
             if len(images) < 2:
                 raise ValueError("wrong_image='other_class' needs at least two images")
@@ -118,6 +122,9 @@ class StackGANDataset(Dataset):
         item = {"image": self._image(index, rng), "embedding": self.caption_embedding(index, rng), "index": index}
         if self.wrong_image == "other_class":
             item["wrong_image"] = self._image(self._wrong_index(index, rng), rng)
+        if self.first_caption:
+            item["first_embedding"] = torch.from_numpy(np.array(self.embeddings[int(self.offsets[index])],
+                                                                dtype=np.float32))
         return item
 
     def _image(self, index: int, rng: np.random.Generator) -> torch.Tensor:
@@ -216,6 +223,7 @@ def build_dataset(
     seed: int = 0,
     on_error: str = "raise",
     workers: int = 2,
+    first_caption: bool = False,
 ) -> StackGANDataset:
     """Load a dataset split for training, building its caches on first use.
 
@@ -237,6 +245,7 @@ def build_dataset(
         seed: with the epoch and the index, fixes each item's randomness.
         on_error: "raise" at the first bad input, or "skip" bad inputs and print how many.
         workers: processes that decode images while the cache is built.
+        first_caption: also return each image's first caption embedding (``"first_embedding"``).
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASET_NAMES}")
@@ -259,5 +268,5 @@ def build_dataset(
         images, embeddings, offsets, stats, resolution,
         labels=_labels(examples), captions=captions, keys=keys, captions_per_step=captions_per_step,
         wrong_image=wrong_image, flip=(name != "shapes") if flip is None else flip, crop=crop, seed=seed,
-        embedding_id=identifier,
+        embedding_id=identifier, first_caption=first_caption,
     )
