@@ -355,6 +355,7 @@ def paired_inputs(generator: nn.Module, batch: dict, embedding: torch.Tensor, re
         stream = seeded_generator(args.seed, micro_step, rank, 2)
         z = torch.cat([z, torch.randn(b * (k - 1), z.shape[1], generator=stream).to(z)])
         eps = torch.cat([eps, torch.randn(b * (k - 1), eps.shape[1], generator=stream).to(eps)])
+        # In train mode, as the scored forward runs: BatchNorm's batch statistics shape the drawing.
         drawn, _, _ = generator(embedding.repeat(k, 1), z, eps)
         distance = (drawn.float() - real.float().repeat(k, 1, 1, 1)).pow(2).flatten(1).mean(1)
         nearest = distance.view(k, b).argmin(0) * b + torch.arange(b, device=real.device)
