@@ -10,7 +10,8 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
 
     `training` may hold: dataset, command, steps, wall_time, data_seed, repo_id, metrics (a dict
     of stage -> {metric: value}, or metric -> value), sample_grid (a file name beside the card),
-    discriminators (the stages whose D ships beside the model, for fine-tuning).
+    discriminators (the stages whose D ships beside the model, for fine-tuning), prior (the caption
+    prior's train/train_prior.py run).
     """
     repo_id = training.get("repo_id", "path/to/this/folder")
     lines = [
@@ -43,7 +44,7 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     for key in ("text_encoder", "text_dim", "condition_dim", "z_dim", "gf_dim", "df_dim", "r_num", "upsample",
                 "ca_activation", "d_text_input", "d_matching", "kl_weight", "gan_loss", "d_norm", "gradient_penalty",
                 "mode_seeking_weight", "contrastive_weight", "stage2_image_skip", "g_texture", "d_stem", "use_ema",
-                "ema_decay", "batch_size", "g_learning_rate", "d_learning_rate"):
+                "ema_decay", "batch_size", "g_learning_rate", "d_learning_rate", "prior_noise_dim"):
         lines.append(f"| {key} | {getattr(config, key)} |")
     facts = [(k, training[k]) for k in ("dataset", "data_seed", "steps", "wall_time") if k in training]
     if facts or "command" in training:
@@ -52,6 +53,10 @@ def model_card(config: StackGANConfig, stages: int, training: dict) -> str:
     stage1 = training.get("stage1")
     if stage1:
         lines += ["", "Stage-I was trained first and is frozen in this model:", ""] + run_lines(stage1)
+    prior = training.get("prior")
+    if prior and config.prior_noise_dim:
+        lines += ["", "Its caption prior (`stackgan/prior.py`: completes what a caption leaves open) was "
+                  "trained on the generators by:", ""] + run_lines(prior)
     metrics = training.get("metrics")
     if metrics and all(isinstance(v, dict) for v in metrics.values()):  # {stage: {metric: value}}: one column each
         stages = list(metrics)

@@ -98,6 +98,11 @@ class StackGANConfig:
     g_texture: bool = False
     wrong_image: str = "in_batch_shift"
     captions_per_step: int = 1
+    # The caption prior (stackgan/prior.py): > 0 puts a network before both generators that maps
+    # a caption's embedding and this many dims of noise to a completed caption's embedding, so
+    # what the caption leaves open is drawn, not averaged. 0: none (the paper).
+    prior_noise_dim: int = 0
+    prior_hidden: int = 512
     # Losses (paper: G = adversarial + 2.0 KL)
     kl_weight: float = 2.0
     gan_loss: str = "bce"
@@ -134,6 +139,9 @@ class StackGANConfig:
         for key in ("text_dim", "condition_dim", "z_dim", "gf_dim", "df_dim", "captions_per_step"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"StackGANConfig.{key} must be a positive integer, got {getattr(self, key)!r}")
+        if self.prior_noise_dim < 0 or self.prior_hidden < 1:
+            raise ValueError("StackGANConfig.prior_noise_dim must be >= 0 and prior_hidden >= 1, got "
+                             f"{self.prior_noise_dim!r}, {self.prior_hidden!r}")
         if self.r_num < 0:
             raise ValueError(f"StackGANConfig.r_num must be >= 0, got {self.r_num}")
         if self.gf_dim % 16:

@@ -27,6 +27,7 @@ from . import fast
 from .hub import resolve_model_folder, upload_model_folder
 from .images import to_pil
 from .models import Stage1Generator, Stage2Generator
+from .prior import CaptionPrior
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "demo" / "pretrained" / "shapes"
 CA_MODES = ("sample", "mean")
@@ -48,6 +49,8 @@ class StackGANModel(nn.Module, PyTorchModelHubMixin, library_name="stackgan",
         self.training_info = dict(training or {})
         self.stage1 = Stage1Generator(self.config)
         self.stage2 = Stage2Generator(self.config) if stages == 2 else None
+        self.prior = (CaptionPrior(self.config.text_dim, self.config.prior_noise_dim, self.config.prior_hidden)
+                      if self.config.prior_noise_dim else None)
         self.register_buffer("text_mean", torch.zeros(self.config.text_dim))
         self.register_buffer("text_std", torch.ones(self.config.text_dim))
         self.eval()
@@ -220,12 +223,14 @@ class StackGANPipeline:
 
     def sample_noise(self, num_prompts: int, num_images: int, seed: int, truncation: float = 1.0,
                      ca_mode: str = "sample", ca_scale: float = 1.0, vary: str = "both") -> dict:
-        """z and both stages' CA noise eps, shape (num_prompts, num_images, dim), on the CPU.
+        """z, both stages' CA noise eps and, with a caption prior, its noise u, shape (num_prompts,
+        num_images, dim), on the CPU.
 
-        Prompt i draws from a generator seeded with seed + i, in a fixed order (z, eps1, eps2), so a
-        caption's images do not depend on the other captions in the call. truncation scales z (1.0:
+        Prompt i draws from a generator seeded with seed + i, in a fixed order (z, eps1, eps2, u), so
+        a caption's images do not depend on the other captions in the call. truncation scales z (1.0:
         z ~ N(0, I); smaller trades diversity for typical images); ca_scale scales sigma; "mean"
-        uses mu alone. vary="noise" shares eps across a caption's images, "conditioning" shares z.
+        uses mu alone. u, which completes what the caption leaves open, counts as conditioning:
+        vary="noise" shares eps and u across a caption's images, "conditioning" shares z.
         """
         check_choice("ca_mode", ca_mode, CA_MODES)
         check_choice("vary", vary, VARY)
@@ -233,18 +238,21 @@ class StackGANPipeline:
             raise ValueError(f"truncation must be a positive number, got {truncation!r}")
         if not (isinstance(ca_scale, (int, float)) and math.isfinite(ca_scale) and ca_scale >= 0):
             raise ValueError(f"ca_scale must be a number >= 0, got {ca_scale!r}")
-        z_dim, c_dim = self.config.z_dim, self.config.condition_dim
-        draws = {"z": [], "eps1": [], "eps2": []}
+        dims = {"z": self.config.z_dim, "eps1": self.config.condition_dim, "eps2": self.config.condition_dim}
+        if self.model.prior is not None:
+            dims["u"] = self.config.prior_noise_dim
+        draws = {name: [] for name in dims}
         for i in range(num_prompts):
             generator = torch.Generator().manual_seed(seed + i)
-            for name, dim in (("z", z_dim), ("eps1", c_dim), ("eps2", c_dim)):
+            for name, dim in dims.items():
                 draws[name].append(torch.randn(num_images, dim, generator=generator))
         noise = {name: torch.stack(values) for name, values in draws.items()}
         noise["z"] = noise["z"] * truncation
         for name in ("eps1", "eps2"):
             noise[name] = noise[name] * (ca_scale if ca_mode == "sample" else 0.0)
         if vary == "noise":
-            noise["eps1"], noise["eps2"] = (noise[k][:, :1].expand_as(noise[k]) for k in ("eps1", "eps2"))
+            for name in set(noise) - {"z"}:
+                noise[name] = noise[name][:, :1].expand_as(noise[name])
         elif vary == "conditioning":
             noise["z"] = noise["z"][:, :1].expand_as(noise["z"])
         return noise
@@ -265,13 +273,21 @@ class StackGANPipeline:
 
     @torch.inference_mode()
     def generate(self, embeddings: torch.Tensor, z: torch.Tensor, eps1: torch.Tensor, eps2: torch.Tensor,
-                 batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Images for flat (N, ...) inputs, in batches: (stage1 (N,3,64,64), stage2 (N,3,256,256) or None)."""
+                 batch_size: int = 16, u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images for flat (N, ...) inputs, in batches: (stage1 (N,3,64,64), stage2 (N,3,256,256) or None).
+        `u`: the caption prior's noise, needed when the model has a prior (both stages read its
+        completed caption)."""
         stage1_net, stage2_net = self.generators()
+        prior = self.model.prior
+        if prior is not None and u is None:
+            raise ValueError("this model has a caption prior (config.prior_noise_dim="
+                             f"{self.config.prior_noise_dim}); pass its noise u (see sample_noise)")
         stage1, stage2 = [], []
         for start in range(0, len(z), batch_size):
             part = slice(start, start + batch_size)
             e = embeddings[part].to(self.device)
+            if prior is not None:
+                e = prior(e, u[part].to(self.device))
             image1, _, _ = stage1_net(e, z[part].to(self.device), eps1[part].to(self.device))
             stage1.append(image1.cpu())
             if stage2_net is not None:
@@ -294,7 +310,7 @@ class StackGANPipeline:
         noise = self.sample_noise(len(captions), n, seed, truncation, ca_mode, ca_scale, vary)
         flat = {k: v.reshape(len(captions) * n, -1) for k, v in noise.items()}
         stage1, stage2 = self.generate(embeddings.repeat_interleave(n, dim=0), flat["z"], flat["eps1"],
-                                       flat["eps2"], batch_size)
+                                       flat["eps2"], batch_size, flat.get("u"))
         return StackGANOutput(stage1=rows(to_pil(stage1), n),
                               stage2=None if stage2 is None else rows(to_pil(stage2), n),
                               seed=seed, truncated=truncated)
@@ -323,7 +339,7 @@ class StackGANPipeline:
         return self._single_row(embeddings.expand(steps, -1), noise, seed_a, truncated)
 
     def _single_row(self, embeddings, noise, seed, truncated) -> StackGANOutput:
-        stage1, stage2 = self.generate(embeddings, noise["z"], noise["eps1"], noise["eps2"])
+        stage1, stage2 = self.generate(embeddings, noise["z"], noise["eps1"], noise["eps2"], u=noise.get("u"))
         return StackGANOutput(stage1=[to_pil(stage1)], stage2=None if stage2 is None else [to_pil(stage2)],
                               seed=seed, truncated=truncated)
 

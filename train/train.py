@@ -157,6 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--paired_samples", type=int, default=1,
                    help="--paired_weight scores the nearest of K draws of G (the batch's noise and K-1 more): "
                         "a caption that leaves attributes open is met by some draw, not by their average")
+    p.add_argument("--prior", default=None,
+                   help="a model folder or Hub id with a caption prior (train/train_prior.py): G reads each caption "
+                        "completed by it, as it will at inference; D, the matcher and the paired loss read the "
+                        "caption itself. The prior stays frozen and the exported model carries it")
     p.add_argument("--d_warmup_steps", type=int, default=0,
                    help="G holds still for the first N steps while D learns: for --init_from with a fresh D")
     p.add_argument("--validation_prompts", nargs="+", default=None)
@@ -363,6 +367,17 @@ def paired_inputs(generator: nn.Module, batch: dict, embedding: torch.Tensor, re
     return embedding, z, eps, args.paired_weight
 
 
+@torch.no_grad()
+def completed_captions(prior: nn.Module | None, embedding: torch.Tensor, seed: int, micro_step: int,
+                       rank: int) -> torch.Tensor | None:
+    """--prior's completion of the batch's captions, with its noise from its own stream of
+    (seed, step, rank); None without a prior."""
+    if prior is None:
+        return None
+    u = torch.randn(embedding.shape[0], prior.noise_dim, generator=seeded_generator(seed, micro_step, rank, 3))
+    return prior(embedding, u.to(embedding))
+
+
 def batch_noise(noise: list, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(z, eps1, eps2) for one forward of all draws of `step_noise`: z of every draw, the
     condition's noise of the first repeated. Mode seeking compares G(c, z1) with G(c, z2): with
@@ -423,7 +438,7 @@ def redacted_command(argv: list[str]) -> str:
 
 def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt_d, real, embedding, noise,
                wrong=None, check_finite=None, update_g: bool = True, matcher_loss=None,
-               mode_seeking_features=None, refine=None, paired=None) -> tuple[dict, dict]:
+               mode_seeking_features=None, refine=None, paired=None, completed=None) -> tuple[dict, dict]:
     """One StackGAN step (paper §3, Algorithm of StackGAN-Pytorch): G draws a batch; D step on the
     matching-aware loss; G step on adversarial + KL. `noise`: one or two (z, eps1, eps2) draws
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
@@ -431,10 +446,12 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
     distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift) for
     Stage-II's paired refinement loss (--refine_weight). `paired`: (embeddings, z, eps, weight) for
-    Stage-I's paired loss (--paired_weight). Returns D's and G's statistics."""
+    Stage-I's paired loss (--paired_weight). `completed`: the captions as --prior completed them,
+    which the generators read instead (D reads `embedding`). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
     z, eps1, eps2 = batch_noise(noise, device)
-    e = embedding.repeat(len(noise), 1)
+    read = embedding if completed is None else completed
+    e = read.repeat(len(noise), 1)
     # Both mode-seeking draws go through one forward, so DDP sees one forward per step.
     if frozen_stage1 is None:
         if paired is None:
@@ -446,7 +463,7 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
             stage1_image, _, _ = frozen_stage1(e, z, eps1)
         if refine is not None:  # the degraded real images ride in the same forward
             stage1_image = torch.cat([stage1_image, refine[0]])
-            e, eps2 = torch.cat([e, embedding]), torch.cat([eps2, eps2[:b]])
+            e, eps2 = torch.cat([e, read]), torch.cat([eps2, eps2[:b]])
         fake, mu, logvar = generator(stage1_image, e, eps2)
     drawn = len(noise) * b
     extra, fake, mu, logvar = fake[drawn:], fake[:drawn], mu[:drawn], logvar[:drawn]
@@ -671,6 +688,15 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     # --- model, data ---------------------------------------------------------------------------
     stage1_model = StackGANModel.from_pretrained(args.stage1_model) if args.stage == 2 else None
     config = build_config(args, stage1_model)
+    prior, prior_record = None, None
+    if args.prior:
+        prior_source = StackGANModel.from_pretrained(resolve_model_folder(args.prior))
+        prior, prior_record = prior_source.prior, {"model": str(args.prior), **prior_source.training_info.get("prior", {})}
+        if prior is None:
+            raise ValueError(f"--prior {args.prior} has no caption prior (config.prior_noise_dim is 0); "
+                             "train one with train/train_prior.py")
+        config = StackGANConfig.from_dict({**config.to_dict(), "prior_noise_dim": prior.noise_dim,
+                                           "prior_hidden": prior.net[0].out_features})
     resume = resolve_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     saved = load_checkpoint(resume) if resume else None
     # A checkpoint from an older version lacks the options added since; it ran with their defaults.
@@ -696,6 +722,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     model = StackGANModel(config.to_dict(), stages=args.stage)
     if stage1_model is not None:
         model.stage1.load_state_dict(stage1_model.stage1.state_dict())
+    if prior is not None:
+        model.prior.load_state_dict(prior.state_dict())
+        model.prior.requires_grad_(False)
     # The text statistics the generator learns with: a resumed run keeps its own (its checkpoint's
     # pipeline), Stage-II takes its Stage-I's, a fine-tune its exported model's; else the captions'.
     learnt = StackGANModel.from_pretrained(resume) if saved else stage1_model or init_model
@@ -744,6 +773,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     if frozen_stage1 is not None:
         frozen_stage1.to(accelerator.device)
     model.text_mean, model.text_std = model.text_mean.to(accelerator.device), model.text_std.to(accelerator.device)
+    if model.prior is not None:
+        model.prior.to(accelerator.device)
     if ema is not None:
         ema.model.to(accelerator.device)
 
@@ -789,6 +820,8 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
             exported.training_info["init_from"] = state["init_from"]
         if stage1_model is not None:  # the frozen Stage-I's own record, so the card shows both runs
             exported.training_info["stage1"] = run_record(stage1_model.training_info)
+        if prior_record is not None:
+            exported.training_info["prior"] = prior_record
         return exported
 
     def validate() -> Path:
@@ -870,7 +903,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                               paired=paired_inputs(accelerator.unwrap_model(generator), batch,
                                                                    embedding, real, noise[0], args, micro_step,
                                                                    accelerator.process_index, model.standardize)
-                                              if args.paired_weight else None)
+                                              if args.paired_weight else None,
+                                              completed=completed_captions(model.prior, embedding, args.seed,
+                                                                           micro_step, accelerator.process_index))
             if not accelerator.sync_gradients:
                 continue
             state["step"] += 1
