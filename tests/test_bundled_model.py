@@ -54,7 +54,7 @@ def test_bundled_model_draws_the_named_attributes(accuracy):
 
 def test_bundled_model_varies_what_a_caption_leaves_open():
     """Its caption prior draws completions: "a red star" eight times keeps red (the oracle read
-    8 of 8 when shipped) and varies place and size (read: 4 places, 2 sizes; without the prior the
+    8 of 8 when shipped) and varies place and size (read: 3 places, 2 sizes; without the prior the
     bundle drew one size in one place)."""
     pipe = StackGANPipeline.from_pretrained()
     assert pipe.model.prior is not None

@@ -154,6 +154,12 @@ def test_train_prior_learns_saves_the_model_with_it_and_resumes_exactly(source_m
     for key, value in model.prior.state_dict().items():
         assert torch.equal(again.prior.state_dict()[key], value), key
 
+    # A model that has a prior gets a new one in its place, of another size if asked.
+    replaced = StackGANModel.from_pretrained(train_prior.main(prior_flags(out, shapes, tmp_path / "c",
+                                                                          "--max_train_steps", 2, "--noise_dim", 2)))
+    assert replaced.config.prior_noise_dim == 2 and replaced.prior.noise_dim == 2
+    assert torch.equal(replaced.stage1.fc[0].weight, model.stage1.fc[0].weight)
+
 
 def test_train_prior_refuses_bad_flags(source_model, shapes, tmp_path):
     with pytest.raises(SystemExit):

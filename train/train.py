@@ -690,13 +690,12 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     config = build_config(args, stage1_model)
     prior, prior_record = None, None
     if args.prior:
-        prior_source = StackGANModel.from_pretrained(resolve_model_folder(args.prior))
+        prior_source = StackGANModel.from_pretrained(args.prior)
         prior, prior_record = prior_source.prior, {"model": str(args.prior), **prior_source.training_info.get("prior", {})}
         if prior is None:
             raise ValueError(f"--prior {args.prior} has no caption prior (config.prior_noise_dim is 0); "
                              "train one with train/train_prior.py")
-        config = StackGANConfig.from_dict({**config.to_dict(), "prior_noise_dim": prior.noise_dim,
-                                           "prior_hidden": prior.net[0].out_features})
+        config = StackGANConfig.from_dict({**config.to_dict(), **prior.config_fields()})
     resume = resolve_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     saved = load_checkpoint(resume) if resume else None
     # A checkpoint from an older version lacks the options added since; it ran with their defaults.

@@ -74,13 +74,11 @@ def caption_targets(dataset, model: StackGANModel) -> tuple[torch.Tensor, torch.
 
 def with_prior(model: StackGANModel, prior: CaptionPrior, record: dict) -> StackGANModel:
     """A copy of `model` that carries `prior`, its run recorded under training["prior"]."""
-    config = {**model.config.to_dict(), "prior_noise_dim": prior.noise_dim,
-              "prior_hidden": prior.net[0].out_features}
-    out = StackGANModel(config, stages=model.stages, training={**model.training_info, "prior": record})
-    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("prior.") for key in missing):
-        raise ValueError(f"the model's tensors do not fit: missing {missing}, unexpected {unexpected}")
-    out.prior.load_state_dict(prior.state_dict())
+    out = StackGANModel({**model.config.to_dict(), **prior.config_fields()}, stages=model.stages,
+                        training={**model.training_info, "prior": record})
+    # The model's own tensors, less any prior it had (which may be of another size).
+    tensors = {k: v for k, v in model.state_dict().items() if not k.startswith("prior.")}
+    out.load_state_dict({**tensors, **{f"prior.{k}": v for k, v in prior.state_dict().items()}})
     return out.eval()
 
 
