@@ -7,11 +7,15 @@ by the oracle as drawn and with the dataset's own pattern (stripes, dots or chec
 periods, in the colour's darker or lighter shade, `stackgan.data.shapes.drawing`) pasted onto the
 drawn object (the pixels far from the caption's background colour). Two more views take the
 drawn object's own surface out of the question: the object flattened to its median colour, and
-that flat object with the pattern pasted. A control pastes the patterns the same way onto real
-plain shapes, so a low score on the model's images is the drawing's fault, not the paste's.
+that flat object with the pattern pasted. Those two keep the drawing's colour, which Stage-I
+tints towards its pattern's average (a dotted object a quarter of the way to its shade), so the
+paste puts the shade on a colour already part-shaded; the last view first recolours the object
+to the nearest palette colour (outline and soft edge kept), as the dataset draws it. A control
+pastes the patterns the same way onto real plain shapes, so a low score on the model's images
+is the drawing's fault, not the paste's.
 
-If the oracle reads the pasted patterns well, a better texture is what the model needs; if it
-does not, the drawing under the texture (outline, edges) is what holds the score down.
+If the oracle reads the recoloured, pasted drawings well, the outline does not cap the pattern:
+the colour under the texture and the texture are what the model needs.
 
     python experiments/q12_pattern_ceiling.py --samples 200
     python experiments/q12_pattern_ceiling.py --model runs/shapes-stage2 --samples 200
@@ -29,7 +33,7 @@ from stackgan.data.folder import load_folder
 from stackgan.data.problems import InputErrors
 from stackgan.data.shapes import PATTERNS, parse_caption
 from stackgan.data.shapes.drawing import STRIPE_DIRECTIONS, _pattern_mask, render, shade
-from stackgan.data.shapes.vocabulary import BACKGROUND_RGB, sample_attributes
+from stackgan.data.shapes.vocabulary import BACKGROUND_RGB, COLOR_RGB, sample_attributes
 from stackgan.metrics.shapes_oracle import load_shapes_oracle
 
 SIZE = 256
@@ -60,6 +64,18 @@ def flatten(image: np.ndarray, mask: np.ndarray, background: str) -> np.ndarray:
     inside = mask[..., 0] > 0
     colour = np.median(image[inside], axis=0) if inside.any() else np.array(BACKGROUND_RGB[background])
     return np.array(BACKGROUND_RGB[background], dtype=np.float32) * (1 - mask) + colour * mask
+
+
+def recolour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The object in the palette colour nearest its median, keeping the drawn outline and its soft
+    edge: a drawing tinted towards its pattern's average colour (how Stage-I shows a pattern) made
+    the colour the dataset draws the pattern on."""
+    inside = mask[..., 0] > 0
+    if not inside.any():
+        return image
+    palette = np.array(list(COLOR_RGB.values()), dtype=np.float32)
+    base = palette[np.abs(palette - np.median(image[inside], axis=0)).sum(-1).argmin()]
+    return image * (1 - mask) + base * mask
 
 
 def read_patterns(oracle, images: list[np.ndarray], targets: torch.Tensor) -> dict:
@@ -103,6 +119,8 @@ def main() -> None:
         "pattern pasted": [paste(im, m, n["pattern"], rng) for im, m, n in zip(drawn, masks, named)],
         "flat object": flat,
         "flat object, pattern pasted": [paste(im, m, n["pattern"], rng) for im, m, n in zip(flat, masks, named)],
+        "recoloured, pattern pasted": [paste(recolour(im, m), m, n["pattern"], rng)
+                                       for im, m, n in zip(drawn, masks, named)],
     }
     result = {name: read_patterns(oracle, images, targets) for name, images in views.items()}
     result["control: real plain shapes, pattern pasted"] = control(oracle, len(captions), rng)

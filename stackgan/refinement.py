@@ -49,26 +49,39 @@ def degrade(images: torch.Tensor, warp: float, blotch: float, generator: torch.G
 def shift_aligned_target(output: torch.Tensor, target: torch.Tensor, shift: int, patch: int = 16) -> torch.Tensor:
     """The target, rebuilt patch by patch (`patch` px squares) from its copies shifted by -shift ..
     shift-1 px in x and y, each also turned by 90 degrees in place, whichever is nearest `output`
-    (mean absolute difference). shift 0: the target itself."""
+    in squared error (the loss's own measure). shift 0: the target itself.
+
+    Each patch's squared error to every candidate is |candidate|^2 - 2 <output, candidate> (+ the
+    same |output|^2 for all): the inner products are one grouped convolution of each output patch
+    over its window of the target, three times faster on a CPU than comparing the 8 x (2 shift)^2
+    candidates one by one, which cost Stage-II about 3 s a step at batch 16."""
     if shift == 0:
         return target
     b, c, h, w = target.shape
     if h % patch or w % patch:
         raise ValueError(f"refinement: image size {h}x{w} is not a multiple of the patch size {patch}")
+    span, offsets = patch + 2 * shift, 2 * shift
     padded = F.pad(target, (shift, shift, shift, shift), mode="replicate")
-    best = torch.full((b, 1, h // patch, w // patch), float("inf"), device=target.device)
-    chosen = target.clone()
-    for dy in range(-shift, shift):
-        for dx in range(-shift, shift):
-            moved = padded[:, :, shift + dy:shift + dy + h, shift + dx:shift + dx + w]
-            tiles = moved.unfold(2, patch, patch).unfold(3, patch, patch)  # (B, C, h/p, w/p, p, p)
-            turned = tiles.rot90(1, (4, 5)).permute(0, 1, 2, 4, 3, 5).reshape(b, c, h, w)
-            for candidate in (moved, turned):
-                error = F.avg_pool2d((output - candidate).abs().mean(1, keepdim=True), patch)
-                better = error < best
-                best = torch.where(better, error, best)
-                chosen = torch.where(better.repeat_interleave(patch, 2).repeat_interleave(patch, 3), candidate, chosen)
-    return chosen
+    # Patch (i, j)'s window: the target's pixels within `shift` of it; the candidate shifted by
+    # (dy, dx) is the window's square at (shift + dy, shift + dx).
+    windows = padded.unfold(2, span, patch).unfold(3, span, patch).permute(0, 2, 3, 1, 4, 5)
+    groups = b * (h // patch) * (w // patch)
+    windows = windows.reshape(groups, c, span, span)
+    tiles = output.unfold(2, patch, patch).unfold(3, patch, patch).permute(0, 2, 3, 1, 4, 5).reshape(groups, c, patch, patch)
+    ones = torch.ones(1, 1, patch, patch, dtype=target.dtype, device=target.device)
+    energy = F.conv2d(windows.pow(2).sum(1, keepdim=True), ones)[:, 0, :offsets, :offsets]
+    # <output, turned candidate> = <output turned back, candidate>
+    errors = [energy - 2 * F.conv2d(windows.reshape(1, groups * c, span, span), kernel.contiguous(),
+                                    groups=groups)[0, :, :offsets, :offsets]
+              for kernel in (tiles, tiles.rot90(-1, (-2, -1)))]
+    best = torch.stack(errors, dim=-1).reshape(groups, -1).argmin(1)     # index = (dy * offsets + dx) * 2 + turned
+    dy, dx, turned = best // (2 * offsets), (best // 2) % offsets, (best % 2).bool()
+    steps = torch.arange(patch, device=target.device)
+    chosen = windows[torch.arange(groups, device=target.device)[:, None, None, None],
+                     torch.arange(c, device=target.device)[None, :, None, None],
+                     (dy[:, None, None, None] + steps[:, None]), (dx[:, None, None, None] + steps)]
+    chosen = torch.where(turned[:, None, None, None], chosen.rot90(1, (-2, -1)), chosen)
+    return chosen.view(b, h // patch, w // patch, c, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
 
 def refinement_loss(refined: torch.Tensor, real: torch.Tensor, shift: int) -> torch.Tensor:

@@ -57,3 +57,22 @@ def test_degrade_is_seeded_bounded_and_spoils_outlines():
     changed = (same - images).abs().amax(dim=(1, 2, 3)) > 1e-4
     assert 0 < changed.sum() < 8
     assert torch.equal(same[:, :, 30:34, 30:34], images[:, :, 30:34, 30:34])
+
+
+def test_each_patch_gets_its_nearest_candidate_in_squared_error():
+    torch.manual_seed(0)
+    output, target = torch.rand(2, 3, 32, 48) * 2 - 1, torch.rand(2, 3, 32, 48) * 2 - 1
+    shift, patch = 3, 16
+    chosen = shift_aligned_target(output, target, shift, patch)
+    padded = torch.nn.functional.pad(target, (shift,) * 4, mode="replicate")
+    patch_error = lambda image: (output - image).pow(2).unfold(2, patch, patch).unfold(3, patch, patch).sum(  # noqa: E731
+        dim=(1, 4, 5))
+    best = torch.full((2, 2, 3), float("inf"))
+    for dy in range(-shift, shift):
+        for dx in range(-shift, shift):
+            moved = padded[:, :, shift + dy:shift + dy + 32, shift + dx:shift + dx + 48]
+            tiles = moved.unfold(2, patch, patch).unfold(3, patch, patch).rot90(1, (4, 5))
+            turned = tiles.permute(0, 1, 2, 4, 3, 5).reshape(moved.shape)
+            best = torch.minimum(best, torch.minimum(patch_error(moved), patch_error(turned)))
+    assert torch.allclose(patch_error(chosen), best, atol=1e-4)
+    assert (patch_error(chosen) < patch_error(target) - 1e-3).any()  # alignment did move some patches

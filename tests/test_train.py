@@ -627,3 +627,21 @@ def test_refinement_loss_trains_stage2_on_spoiled_real_images_and_resumes_exactl
             assert torch.equal(after[key][:, :-3], value) and not after[key][:, -3:].any(), key
         elif key.startswith("stage2.") and "running" not in key and "num_batches" not in key:
             assert torch.equal(after[key], value), key
+
+
+def test_refine_caption_first_reads_each_image_s_full_caption(shapes, tmp_path):
+    s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 1)))
+    with pytest.raises(ValueError, match="--refine_caption first needs --refine_weight"):
+        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--stage", 2, "--stage1_model", s1,
+                                          "--refine_caption", "first")))
+    common = ["--stage", 2, "--stage1_model", s1, "--refine_weight", 10.0, "--max_train_steps", 1]
+
+    def first_term(name, *extra):
+        out = train.main(train.parse_args(flags(shapes, tmp_path / name, *common, *extra)))
+        log = [json.loads(line) for line in (out / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+        return next(row["refine"] for row in log if "refine" in row)
+
+    # the same batch, noise and spoiled inputs: only the caption the refinements read differs
+    drawn, first = first_term("drawn"), first_term("first", "--refine_caption", "first")
+    assert drawn > 0 and first > 0 and first != pytest.approx(drawn, rel=1e-6)
+    assert first_term("again", "--refine_caption", "first") == pytest.approx(first, rel=1e-6)

@@ -148,6 +148,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refine_blotch", type=float, default=0.15, help="largest colour noise of --refine_weight's inputs")
     p.add_argument("--refine_shift", type=int, default=4,
                    help="--refine_weight compares each 16 px patch with the real one shifted by up to this many px")
+    p.add_argument("--refine_caption", choices=("drawn", "first"), default="drawn",
+                   help="--refine_weight's caption: the batch's drawn one (as --prior completes it) or the "
+                        "image's first (on Shapes the one naming all six attributes, so G is told the pattern "
+                        "it must draw instead of guessing it from the 64 px tint)")
     p.add_argument("--paired_weight", type=float, default=0.0,
                    help="Stage-I: weight of the paired loss: G also draws each real image from one of its "
                         "captions (--paired_caption) and is scored by squared error against it; 0: off")
@@ -276,6 +280,8 @@ def check_args(args) -> None:
                          f"and {args.paired_samples}")
     if args.paired_weight and args.stage != 1:
         raise ValueError("--paired_weight is a Stage-I loss (Stage-II's paired loss is --refine_weight)")
+    if args.refine_caption == "first" and not args.refine_weight:
+        raise ValueError("--refine_caption first needs --refine_weight > 0")
     if args.refine_weight and args.stage != 2:
         raise ValueError("--refine_weight is a Stage-II loss (it refines real images); use it with --stage 2")
     if args.d_warmup_steps < 0:
@@ -445,7 +451,8 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
     loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
     distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift) for
-    Stage-II's paired refinement loss (--refine_weight). `paired`: (embeddings, z, eps, weight) for
+    Stage-II's paired refinement loss (--refine_weight), and a fourth, the embeddings its branch
+    reads (None: the captions G reads). `paired`: (embeddings, z, eps, weight) for
     Stage-I's paired loss (--paired_weight). `completed`: the captions as --prior completed them,
     which the generators read instead (D reads `embedding`). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
@@ -463,7 +470,7 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
             stage1_image, _, _ = frozen_stage1(e, z, eps1)
         if refine is not None:  # the degraded real images ride in the same forward
             stage1_image = torch.cat([stage1_image, refine[0]])
-            e, eps2 = torch.cat([e, read]), torch.cat([eps2, eps2[:b]])
+            e, eps2 = torch.cat([e, read if refine[3] is None else refine[3]]), torch.cat([eps2, eps2[:b]])
         fake, mu, logvar = generator(stage1_image, e, eps2)
     drawn = len(noise) * b
     extra, fake, mu, logvar = fake[drawn:], fake[:drawn], mu[:drawn], logvar[:drawn]
@@ -665,7 +672,8 @@ def training_dataset(args, config: StackGANConfig, encoder):
                          captions_per_step=config.captions_per_step,
                          wrong_image="other_class" if config.wrong_image == "other_class" else "none",
                          crop=args.train_crop, seed=args.seed, on_error=args.on_error,
-                         first_caption=args.paired_weight > 0 and args.paired_caption == "first")
+                         first_caption=(args.paired_weight > 0 and args.paired_caption == "first")
+                         or (args.refine_weight > 0 and args.refine_caption == "first"))
 
 
 def main(args: argparse.Namespace, hub_api=None) -> Path:
@@ -897,7 +905,9 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                               if args.mode_seeking_space == "matcher" else None,
                                               refine=(refinement_inputs(real, config.stage1_size, args, micro_step,
                                                                         accelerator.process_index),
-                                                      args.refine_weight, args.refine_shift)
+                                                      args.refine_weight, args.refine_shift,
+                                                      model.standardize(batch["first_embedding"])
+                                                      if args.refine_caption == "first" else None)
                                               if args.refine_weight else None,
                                               paired=paired_inputs(accelerator.unwrap_model(generator), batch,
                                                                    embedding, real, noise[0], args, micro_step,
