@@ -15,7 +15,8 @@ pastes the patterns the same way onto real plain shapes, so a low score on the m
 is the drawing's fault, not the paste's.
 
 If the oracle reads the recoloured, pasted drawings well, the outline does not cap the pattern:
-the colour under the texture and the texture are what the model needs.
+the colour under the texture and the texture are what the model needs. The same drawings
+shrunk to 64 px and back say how far the right tint alone, without a texture, would go.
 
     python experiments/q12_pattern_ceiling.py --samples 200
     python experiments/q12_pattern_ceiling.py --model runs/shapes-stage2 --samples 200
@@ -78,6 +79,14 @@ def recolour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return image * (1 - mask) + base * mask
 
 
+def through(image: np.ndarray, size: int) -> np.ndarray:
+    """`image` area-shrunk to `size` px and bilinearly enlarged back: its texture averaged away."""
+    x = torch.tensor(image).permute(2, 0, 1)[None]
+    small = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    return torch.nn.functional.interpolate(small, size=image.shape[:2], mode="bilinear",
+                                           align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
 def read_patterns(oracle, images: list[np.ndarray], targets: torch.Tensor) -> dict:
     x = torch.tensor(np.stack(images) / 255, dtype=torch.float32).permute(0, 3, 1, 2)
     with torch.no_grad():
@@ -122,6 +131,8 @@ def main() -> None:
         "recoloured, pattern pasted": [paste(recolour(im, m), m, n["pattern"], rng)
                                        for im, m, n in zip(drawn, masks, named)],
     }
+    # The right tint without the texture: what Stage-II would score drawing its 64 px average.
+    views["recoloured, pattern pasted, through 64 px"] = [through(im, 64) for im in views["recoloured, pattern pasted"]]
     result = {name: read_patterns(oracle, images, targets) for name, images in views.items()}
     result["control: real plain shapes, pattern pasted"] = control(oracle, len(captions), rng)
     for name, scores in result.items():
