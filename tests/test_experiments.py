@@ -137,6 +137,7 @@ def test_pattern_ceiling_experiment_pastes_the_dataset_pattern_onto_drawn_object
     result = json.loads((tmp_path / "q12_pattern_ceiling.json").read_text())
     views = result["views"]
     assert set(views) == {"as drawn", "pattern pasted", "flat object", "flat object, pattern pasted",
+                          "recoloured, pattern pasted", "recoloured, pattern pasted, through 64 px",
                           "control: real plain shapes, pattern pasted"}
     n = result["captions"]
     assert 0 < n <= 8
@@ -149,6 +150,29 @@ def test_pattern_ceiling_experiment_pastes_the_dataset_pattern_onto_drawn_object
     # the paste draws patterns the oracle knows: on real shapes it reads plain, stripes and dots
     control = views["control: real plain shapes, pattern pasted"]["confusion"]
     assert all(control[i][i] == sum(control[i]) > 0 for i in range(3))
+
+
+def test_pattern_ceiling_recolours_a_tinted_object_and_averages_a_texture_away():
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        from q12_pattern_ceiling import object_mask, recolour, through
+    finally:
+        sys.path.pop(0)
+    from stackgan.data.shapes.vocabulary import BACKGROUND_RGB, COLOR_RGB
+
+    image = np.zeros((256, 256, 3), np.float32) + np.array(BACKGROUND_RGB["white"], np.float32)
+    tinted = np.array(COLOR_RGB["red"], np.float32) * 0.89  # a plain red drawn as a dotted one's tint
+    image[64:192, 64:192] = tinted
+    mask = object_mask(image, "white")
+    fixed = recolour(image, mask)
+    assert np.allclose(fixed[128, 128], COLOR_RGB["red"]) and np.allclose(fixed[10, 10], image[10, 10])
+    stripes = image.copy()
+    stripes[64:192, 64:192][::2] = 0.0  # 1 px stripes: gone through 64 px, their mean kept
+    averaged = through(stripes, 64)
+    assert averaged[100:160, 100:160].std(axis=(0, 1)).max() < 1.0
+    assert np.allclose(averaged[128, 128], stripes[64:192, 64:192].mean(axis=(0, 1)), atol=1.0)
 
 
 def test_open_attributes_experiment_reads_what_captions_leave_open_for_each_draw(shapes, tmp_path):
