@@ -228,3 +228,30 @@ def test_sharpening_experiment_trains_each_variant_from_the_bilinear_upsampler(s
         # each starts as the bilinear upsampler (its first step's loss is the upsampler's) and trains
         assert abs(variant["loss_over_bilinear_first_10"] - 1) < 0.2, name
         assert math.isfinite(variant["loss_over_bilinear_last_50"]) and len(variant["curve_every_25"]) == 1
+
+
+def test_tint_precision_experiment_compares_drawn_and_real_object_colours(shapes, tmp_path):
+    run_smoke("q14_tint_precision.py", shapes, tmp_path)
+    result = json.loads((tmp_path / "q14_tint_precision.json").read_text())
+    n = result["captions"]
+    assert 0 < n <= 8 and set(result["stages"]) == {"stage1", "stage2"}
+    for stage in result["stages"].values():
+        assert set(stage) == {"plain", "striped", "dotted", "checkered"}
+        assert 0 < sum(row["count"] for row in stage.values()) <= n
+        for row in stage.values():
+            assert row["count"] == 0 or 0 <= row["median"] <= 1
+
+
+def test_tint_precision_reads_the_inside_colour_of_an_object():
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        from q14_tint_precision import inside_colour
+    finally:
+        sys.path.pop(0)
+    image = np.full((64, 64, 3), 255.0, np.float32)  # white background
+    image[20:40, 20:40] = (200.0, 20.0, 20.0)
+    image[20, 20:40] = (128.0, 128.0, 128.0)  # an edge blend: left out with the outer ring
+    assert np.allclose(inside_colour(image, "white"), (200.0, 20.0, 20.0))
+    assert inside_colour(np.full((64, 64, 3), 255.0, np.float32), "white") is None
