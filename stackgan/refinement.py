@@ -53,7 +53,7 @@ def shift_aligned_target(output: torch.Tensor, target: torch.Tensor, shift: int,
 
     Each patch's squared error to every candidate is |candidate|^2 - 2 <output, candidate> (+ the
     same |output|^2 for all): the inner products are one grouped convolution of each output patch
-    over its window of the target, three times faster on a CPU than comparing the 8 x (2 shift)^2
+    over its window of the target, three times faster on a CPU than comparing the 2 x (2 shift)^2
     candidates one by one, which cost Stage-II about 3 s a step at batch 16."""
     if shift == 0:
         return target

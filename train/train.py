@@ -450,9 +450,9 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
     loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
-    distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift) for
-    Stage-II's paired refinement loss (--refine_weight), and a fourth, the embeddings its branch
-    reads (None: the captions G reads). `paired`: (embeddings, z, eps, weight) for
+    distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift,
+    embeddings or None) for Stage-II's paired refinement loss (--refine_weight); its branch reads
+    those embeddings (--refine_caption first), or with None the captions G reads. `paired`: (embeddings, z, eps, weight) for
     Stage-I's paired loss (--paired_weight). `completed`: the captions as --prior completed them,
     which the generators read instead (D reads `embedding`). Returns D's and G's statistics."""
     b, device = real.shape[0], real.device
