@@ -18,12 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from stackgan.data.shapes import PATTERNS  # noqa: E402
+from stackgan.data.shapes.vocabulary import BACKGROUND_RGB  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures"
@@ -172,3 +176,18 @@ def smooth(values: list[float], window: int = 5) -> list[float]:
         part = values[max(0, i - window + 1):i + 1]
         out.append(sum(part) / len(part))
     return out
+
+
+def through(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images (B, 3, H, H) area-resized to `size` and bilinearly back: what survives at that
+    resolution (a texture finer than it is averaged into a tint)."""
+    small = F.interpolate(images, size=size, mode="area")
+    return F.interpolate(small, size=images.shape[-1], mode="bilinear", align_corners=False)
+
+
+def object_mask(image: np.ndarray, background: str, threshold: float = 60) -> np.ndarray:
+    """(H, W, 1) 0/1: the pixels of `image` (H, W, 3, 0-255) far from the named background, their
+    RGB's sum of absolute differences from it (0-765) above `threshold` (60: the drawn edges' blend
+    stays background)."""
+    reference = np.array(BACKGROUND_RGB[background], dtype=np.float32)
+    return (np.abs(image - reference).sum(-1) > threshold).astype(np.float32)[..., None]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common import ROOT, ensure_data, parse_args, pattern_scores, save
+from common import ROOT, ensure_data, object_mask, parse_args, pattern_scores, save, through
 
 from stackgan import StackGANPipeline
 from stackgan.data.folder import load_folder
@@ -38,15 +38,6 @@ from stackgan.data.shapes.vocabulary import BACKGROUND_RGB, COLOR_RGB, sample_at
 from stackgan.metrics.shapes_oracle import load_shapes_oracle
 
 SIZE = 256
-# A pixel belongs to the object when its RGB differs from the background's by more than this
-# (sum of absolute differences, 0-765): the drawn edges' blend stays background.
-OBJECT_THRESHOLD = 60
-
-
-def object_mask(image: np.ndarray, background: str) -> np.ndarray:
-    """(H, W, 1) 0/1: the pixels of `image` (H, W, 3, 0-255) far from the named background."""
-    reference = np.array(BACKGROUND_RGB[background], dtype=np.float32)
-    return (np.abs(image - reference).sum(-1) > OBJECT_THRESHOLD).astype(np.float32)[..., None]
 
 
 def paste(image: np.ndarray, mask: np.ndarray, pattern: str, rng: np.random.Generator) -> np.ndarray:
@@ -77,14 +68,6 @@ def recolour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     palette = np.array(list(COLOR_RGB.values()), dtype=np.float32)
     base = palette[np.abs(palette - np.median(image[inside], axis=0)).sum(-1).argmin()]
     return image * (1 - mask) + base * mask
-
-
-def through(image: np.ndarray, size: int) -> np.ndarray:
-    """`image` area-shrunk to `size` px and bilinearly enlarged back: its texture averaged away."""
-    x = torch.tensor(image).permute(2, 0, 1)[None]
-    small = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
-    return torch.nn.functional.interpolate(small, size=image.shape[:2], mode="bilinear",
-                                           align_corners=False)[0].permute(1, 2, 0).numpy()
 
 
 def read_patterns(oracle, images: list[np.ndarray], targets: torch.Tensor) -> dict:
@@ -132,7 +115,8 @@ def main() -> None:
                                        for im, m, n in zip(drawn, masks, named)],
     }
     # The right tint without the texture: what Stage-II would score drawing its 64 px average.
-    views["recoloured, pattern pasted, through 64 px"] = [through(im, 64) for im in views["recoloured, pattern pasted"]]
+    pasted = torch.tensor(np.stack(views["recoloured, pattern pasted"])).permute(0, 3, 1, 2)
+    views["recoloured, pattern pasted, through 64 px"] = list(through(pasted, 64).permute(0, 2, 3, 1).numpy())
     result = {name: read_patterns(oracle, images, targets) for name, images in views.items()}
     result["control: real plain shapes, pattern pasted"] = control(oracle, len(captions), rng)
     for name, scores in result.items():

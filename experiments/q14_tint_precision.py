@@ -18,13 +18,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from common import ROOT, ensure_data, parse_args, save
+from common import ROOT, ensure_data, object_mask, parse_args, save
 
 from stackgan import StackGANPipeline
 from stackgan.data.folder import load_folder
 from stackgan.data.problems import InputErrors
 from stackgan.data.shapes import PATTERNS, parse_caption
-from stackgan.data.shapes.vocabulary import BACKGROUND_RGB
 
 # A pixel belongs to the object when its RGB differs from the background's by more than this
 # (sum of absolute differences, 0-765); the edge's blend stays out.
@@ -34,7 +33,7 @@ OBJECT_THRESHOLD = 90
 def inside_colour(image: np.ndarray, background: str) -> np.ndarray | None:
     """Mean RGB (0-255) of the object's inside: object pixels whose four neighbours are object too;
     None when fewer than 4 such pixels."""
-    mask = np.abs(image - np.array(BACKGROUND_RGB[background], dtype=np.float32)).sum(-1) > OBJECT_THRESHOLD
+    mask = object_mask(image, background, OBJECT_THRESHOLD)[..., 0] > 0
     inner = np.zeros_like(mask)
     inner[1:-1, 1:-1] = (mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1]
                          & mask[1:-1, :-2] & mask[1:-1, 2:])

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import ensure_data, parse_args, pattern_scores, save
+from common import ensure_data, parse_args, pattern_scores, save, through
 
 from stackgan.data.folder import load_folder
 from stackgan.data.problems import InputErrors
@@ -26,12 +26,6 @@ from stackgan.data.shapes import PATTERNS, parse_caption
 from stackgan.metrics.shapes_oracle import load_shapes_oracle
 
 SIZE = 256
-
-
-def through(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Area-resized to `size` and bilinearly back: what survives at that resolution."""
-    small = F.interpolate(images, size=size, mode="area")
-    return F.interpolate(small, size=images.shape[-1], mode="bilinear", align_corners=False)
 
 
 def box_blur(images: torch.Tensor, k: int = 9) -> torch.Tensor:
