@@ -99,13 +99,14 @@ def main(argv=None) -> Path:
     prior = CaptionPrior(model.config.text_dim, args.noise_dim, args.hidden)
     optimizer = torch.optim.Adam(prior.parameters(), lr=args.learning_rate)
     output_dir = Path(args.output_dir)
-    step, history = 0, []
+    step, history, seconds = 0, [], 0.0
     resume = resolve_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     if resume is not None:
         tensors, optimizers, state = load_checkpoint(resume)
         prior.load_state_dict(tensors["prior"])
         optimizer.load_state_dict(optimizers["prior"])
-        step, history = state["step"], state["history"]
+        # wall time over all invocations, as train.py records it
+        step, history, seconds = state["step"], state["history"], state.get("seconds", 0.0)
         print(f"resumed from {resume} at step {step}")
 
     def loss_at(step: int) -> torch.Tensor:
@@ -126,12 +127,13 @@ def main(argv=None) -> Path:
         bar.set_postfix(distance=f"{np.mean(history[-100:]):.4f}")
         if step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             save_checkpoint(output_dir, step, {"prior": prior.state_dict()}, {"prior": optimizer.state_dict()},
-                            {"step": step, "history": history}, write_pipeline=lambda folder: None, limit=2)
+                            {"step": step, "history": history, "seconds": seconds + time.time() - started},
+                            write_pipeline=lambda folder: None, limit=2)
     bar.close()
 
     command = shlex.join(sys.argv[1:] if argv is None else [str(word) for word in argv])
     record = {"command": "python train/train_prior.py " + command, "dataset": args.dataset, "seed": args.seed, "steps": step,
-              "wall_time": f"{(time.time() - started) / 60:.1f} min",
+              "wall_time": f"{(seconds + time.time() - started) / 60:.1f} min",
               "final_distance": round(float(np.mean(history[-100:])), 4)}
     StackGANPipeline(with_prior(model, prior, record)).save_pretrained(output_dir)
     if (source / DISCRIMINATORS_FILE).is_file():
