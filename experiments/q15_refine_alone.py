@@ -58,9 +58,14 @@ def options(parser) -> None:
     parser.add_argument("--learning_rate", type=float, default=4e-4)
     parser.add_argument("--texture_lr_scale", type=float, default=10.0)
     parser.add_argument("--texture_start", type=float, default=0.05)
+    parser.add_argument("--texture_zero_mean", action="store_true",
+                        help="the textures as a zero-mean modulation (config.texture_zero_mean)")
     parser.add_argument("--refine_warp", type=float, default=1.5)
     parser.add_argument("--refine_blotch", type=float, default=0.15)
     parser.add_argument("--refine_shift", type=int, default=4)
+    parser.add_argument("--real_control_steps", type=int, default=125,
+                        help="steps of the control on real images (the texture module alone), with and without "
+                             "zero-mean textures")
     parser.add_argument("--tag", default="", help="saved as results/q15_refine_alone_<tag>.json")
     parser.add_argument("--isolated_steps", type=int, default=300,
                         help="steps of the control: the texture module alone, every pixel an object's")
@@ -71,7 +76,8 @@ def options(parser) -> None:
 
 def textured_stage2(model, args) -> Stage2Generator:
     """The model's Stage-II with the texture module added and the CA's sigma restarted."""
-    config = dataclasses.replace(model.config, g_texture=True)
+    config = dataclasses.replace(model.config, g_texture=True,
+                                 texture_zero_mean=getattr(args, "texture_zero_mean", False))
     generator = Stage2Generator(config)
     result = generator.load_state_dict(model.stage2.state_dict(), strict=False)
     if result.unexpected_keys or any(not k.startswith("texture.") for k in result.missing_keys):
@@ -129,10 +135,47 @@ def isolated_textures(steps: int, seed: int = 0, size: int = 64, batch: int = 16
             "loss_over_flat_last_20": float(np.mean(ratios[-20:]))}
 
 
+def real_control(loader, captions: list, steps: int, zero_mean: bool, crop: int = 128, seed: int = 0) -> dict:
+    """The control on real training images: the texture module alone (G's other parts left out)
+    added before the tanh to the real image shrunk to 64 px and upsampled (so the tint is already
+    there, as in a Stage-I drawing), read with the image's pattern one-hot and the upsampled colour
+    as its features, trained by the aligned loss on random `crop` px windows. Returns its loss as a
+    fraction of the upsampler's, first and last 20 steps, and the texture's RMS inside the objects
+    over the last 20."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    texture = TextureSynthesis(8, len(PATTERNS), zero_mean=zero_mean)
+    texture.reset_parameters()
+    optimizer = torch.optim.Adam(texture.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    if len(loader) == 0:
+        raise ValueError("the control needs at least one full batch of training images")
+    ratios, rms = [], []
+    batches = (batch for _ in iter(int, 1) for batch in loader)   # epoch after epoch
+    for batch in batches:
+        small, target = random_crop(F.interpolate(batch["image"], size=(64, 64), mode="area"), batch["image"], crop,
+                                    generator)
+        upsampled = F.interpolate(small, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        flat = torch.atanh(upsampled.clamp(-0.999, 0.999))
+        kinds = torch.tensor([PATTERNS.index(parse_caption(captions[int(i)][0])["pattern"]) for i in batch["index"]])
+        features = torch.cat([flat, torch.ones(len(flat), 5, *flat.shape[-2:])], dim=1)
+        drawn = texture(features, F.one_hot(kinds, len(PATTERNS)).float(), torch.randn(len(flat), 2, generator=generator))
+        loss = refinement_loss(torch.tanh(flat + drawn), target, 4)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        ratios.append(loss.item() / refinement_loss(upsampled, target, 4).item())
+        inside = ((target - target[:, :, :2, :2].mean((2, 3), keepdim=True)).abs().sum(1, keepdim=True) > 0.5).float()
+        rms.append(float((drawn.detach().pow(2).mean(1, keepdim=True) * inside).sum() / inside.sum().clamp(min=1)) ** 0.5)
+        if len(ratios) == steps:
+            break
+    return {"steps": steps, "zero_mean": zero_mean, "loss_over_upsampler_first_20": float(np.mean(ratios[:20])),
+            "loss_over_upsampler_last_20": float(np.mean(ratios[-20:])), "texture_rms_inside_last_20": float(np.mean(rms[-20:]))}
+
+
 def main() -> None:
     args = parse_args(__doc__.split("\n")[0], steps=400, extra=options)
     if args.smoke:
-        args.every, args.batch_size, args.isolated_steps = 1, 2, 2
+        args.every, args.batch_size, args.isolated_steps, args.real_control_steps = 1, 2, 2, 2
     ensure_data(args)
     isolated = isolated_textures(args.isolated_steps)
     print("the texture module alone:", isolated, flush=True)
@@ -225,6 +268,13 @@ def main() -> None:
                             wrong_image="none", first_caption=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          generator=torch.Generator().manual_seed(0))
+    # Its own batches and random numbers, so that the run below is the same with or without it.
+    control_loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                                                 generator=torch.Generator().manual_seed(2))
+    with torch.random.fork_rng():
+        results["real_control"] = [real_control(control_loader, dataset.captions, args.real_control_steps, zero_mean)
+                                   for zero_mean in (False, True)]
+    print("the texture module alone on real images:", results["real_control"], flush=True)
     spoil = torch.Generator().manual_seed(1)
     step, losses, started = 0, [], time.time()
     while step < args.steps:

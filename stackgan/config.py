@@ -96,6 +96,12 @@ class StackGANConfig:
     # (models.TextureSynthesis): its stationary convolutions cannot draw a texture a caption asks
     # for out of a flat Stage-I colour, nor can gradients teach them to. Off = the paper.
     g_texture: bool = False
+    # The textures as a modulation around the colour under them (each minus its 9x9 local mean)
+    # rather than shades that also tint it. Stage-I's image already carries a pattern's tint, so
+    # what the refinement loss asks of the texture is zero-mean; with the mean kept it closed the
+    # textures (experiments/q15_refine_alone.py). Off: textures with a mean, which a judge asking
+    # for a tint can pull up (README, "A matcher that reads detail only").
+    texture_zero_mean: bool = False
     wrong_image: str = "in_batch_shift"
     captions_per_step: int = 1
     # The caption prior (stackgan/prior.py): > 0 puts a network before both generators that maps
@@ -144,6 +150,8 @@ class StackGANConfig:
                              f"{self.prior_noise_dim!r}, {self.prior_hidden!r}")
         if self.r_num < 0:
             raise ValueError(f"StackGANConfig.r_num must be >= 0, got {self.r_num}")
+        if self.texture_zero_mean and not self.g_texture:
+            raise ValueError("StackGANConfig.texture_zero_mean needs g_texture=True (the textures it changes)")
         if self.gf_dim % 16:
             # Stage-I halves gf_dim*8 four times; Stage-II goes down to gf_dim // 4.
             raise ValueError(f"StackGANConfig.gf_dim must be a multiple of 16, got {self.gf_dim}")

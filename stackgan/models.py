@@ -170,6 +170,11 @@ class ConditioningAugmentation(nn.Module):
         return c, mu, logvar
 
 
+# config.texture_zero_mean: the window of the local mean taken off the textures, about the longest
+# period the texture bank starts with (10 px).
+ZERO_MEAN_WINDOW = 9
+
+
 class TextureSynthesis(nn.Module):
     """Stage-II's source of fine detail: waves of the pixel position at a random per-image phase,
     shaped per pixel into texture maps, gated by the condition (which texture) and G's last
@@ -189,8 +194,10 @@ class TextureSynthesis(nn.Module):
     orientations start as a filter bank's and are learnt.
     """
 
-    def __init__(self, channels: int, condition_dim: int, orientations: int = 8, periods=(4.0, 5.4, 7.4, 10.0)):
+    def __init__(self, channels: int, condition_dim: int, orientations: int = 8, periods=(4.0, 5.4, 7.4, 10.0),
+                 zero_mean: bool = False):
         super().__init__()
+        self.zero_mean = zero_mean  # config.texture_zero_mean
         if orientations % 2:
             raise ValueError(f"orientations must be even (textures pair orthogonal waves), got {orientations}")
         self.orientations, self.periods = orientations, tuple(periods)
@@ -245,7 +252,10 @@ class TextureSynthesis(nn.Module):
         texture = self.shape(torch.cat([angle.sin(), angle.cos()], dim=1))
         gated = torch.sigmoid(self.gate(h) + self.gate_text(c)[:, :, None, None]) * texture
         color = self.color(h).view(b, gated.shape[1], 3, height, width)
-        return torch.einsum("bkhw,bkchw->bchw", gated, color)
+        out = torch.einsum("bkhw,bkchw->bchw", gated, color)
+        if self.zero_mean:
+            out = out - F.avg_pool2d(out, ZERO_MEAN_WINDOW, 1, ZERO_MEAN_WINDOW // 2, count_include_pad=False)
+        return out
 
 
 class Stage1Generator(nn.Module):
@@ -293,7 +303,8 @@ class Stage2Generator(nn.Module):
             conv3x3(ngf * 4 + config.condition_dim, ngf * 4), nn.BatchNorm2d(ngf * 4), nn.ReLU(True))
         self.residual = nn.Sequential(*[ResidualBlock(ngf * 4) for _ in range(config.r_num)])
         self.up = nn.Sequential(*up_blocks(ngf * 4, 4, config, 3 if config.stage2_image_every_block else 0))
-        self.texture = TextureSynthesis(ngf // 4, config.condition_dim) if config.g_texture else None
+        self.texture = (TextureSynthesis(ngf // 4, config.condition_dim, zero_mean=config.texture_zero_mean)
+                        if config.g_texture else None)
         self.to_image = nn.Sequential(conv3x3(ngf // 4, 3), nn.Tanh())
         init_weights(self, config.icnr)
         if self.texture is not None:

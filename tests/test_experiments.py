@@ -277,6 +277,11 @@ def test_refine_alone_experiment_trains_stage2_on_pairs_and_reads_it(shapes, tmp
     # the real images carry far more fine detail than their 64 px versions upsampled
     assert result["baselines"]["real_256px_detail"] > 2 * result["baselines"]["real_64px_bilinear_detail"]
     assert result["isolated_textures"]["steps"] == 2
+    control = result["real_control"]  # the texture module alone on real images, without and with zero mean
+    assert [row["zero_mean"] for row in control] == [False, True]
+    for row in control:
+        assert row["steps"] == 2 and math.isfinite(row["loss_over_upsampler_last_20"])
+        assert row["texture_rms_inside_last_20"] >= 0
 
 
 def test_refine_alone_control_learns_the_datasets_textures_in_isolation():

@@ -415,3 +415,24 @@ def test_texture_synthesis_draws_gated_textures_whose_phase_is_a_translation_set
         g2.texture.color.bias.normal_(0.0, 0.3)
     assert not torch.allclose(g2(*inputs)[0], paper(*inputs)[0], atol=1e-3)
     assert torch.allclose(fold_batchnorm(g2)(*inputs)[0], g2(*inputs)[0], atol=1e-5)
+
+
+def test_zero_mean_textures_modulate_the_colour_under_them_without_tinting_it():
+    from stackgan.models import TextureSynthesis
+    torch.manual_seed(0)
+    features, c, eps = torch.ones(1, 4, 48, 48), torch.zeros(1, 8), torch.zeros(1, 8)
+    drawn = {}
+    for zero_mean in (False, True):
+        texture = TextureSynthesis(channels=4, condition_dim=8, zero_mean=zero_mean)
+        texture.reset_parameters()
+        with torch.no_grad():
+            texture.color.bias.fill_(0.5)    # every texture a light shade, as --texture_start draws them
+            drawn[zero_mean] = texture(features, c, eps)
+    # kept, the textures (ReLUs of waves) tint the image; taken off their local mean, they do not
+    assert drawn[False].mean() > 0.1
+    inner = drawn[True][..., 8:-8, 8:-8]
+    assert inner.mean().abs() < 0.1 * inner.std() and inner.std() > 0.02
+    with pytest.raises(ValueError, match="texture_zero_mean needs g_texture"):
+        StackGANConfig.from_preset("tiny", texture_zero_mean=True)
+    config = StackGANConfig.from_preset("tiny", g_texture=True, texture_zero_mean=True)
+    assert Stage2Generator(config).texture.zero_mean and StackGANConfig.from_dict(config.to_dict()).texture_zero_mean

@@ -55,7 +55,7 @@ from stackgan.tracking import JSONLTracker
 # Flags that set StackGANConfig fields of the same name (None = keep the preset's value); every
 # string option in CHOICES is one, so a new option cannot be parsed and then silently dropped.
 CONFIG_FLAGS = ("gf_dim", "df_dim", "r_num", "condition_dim", "z_dim", "icnr", "conditioning_augmentation",
-                "stage2_uncond_head", "stage2_image_skip", "stage2_image_every_block", "g_texture", "d_stem",
+                "stage2_uncond_head", "stage2_image_skip", "stage2_image_every_block", "g_texture", "texture_zero_mean", "d_stem",
                 "captions_per_step", "kl_weight", "gp_weight", "mode_seeking_weight", "contrastive_weight", "contrastive_temperature", "contrastive_queue",
                 "use_ema", "ema_decay") + tuple(CHOICES)
 # What the Stage-II model must share with the Stage-I model it is chained to.
@@ -108,6 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage2_image_every_block", type=_bool, default=None,
                    help="Stage-II's up blocks also read the Stage-I image (lets it place edges at 256 px)")
     p.add_argument("--g_texture", type=_bool, default=None, help="Stage-II adds gated periodic textures (patterns)")
+    p.add_argument("--texture_zero_mean", type=_bool, default=None,
+                   help="with --g_texture: each texture minus its local mean, a modulation that leaves the colour "
+                        "under it (the tint Stage-I drew) as it is")
     p.add_argument("--d_stem", type=_bool, default=None, help="D starts with a full-resolution 3x3 conv (textures)")
     p.add_argument("--conditioning_augmentation", type=_bool, default=None, help="false: c = mu, no KL (ablation)")
     p.add_argument("--icnr", type=_bool, default=None, help="ICNR init of pixelshuffle blocks (default true)")
