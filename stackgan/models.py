@@ -236,6 +236,11 @@ class TextureSynthesis(nn.Module):
         nn.init.zeros_(self.color.weight)
         nn.init.zeros_(self.color.bias)
 
+    def gates(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """(B, textures, H, W) in (0, 1): how far each texture is open, by G's features h (where) and
+        the condition c (which)."""
+        return torch.sigmoid(self.gate(h) + self.gate_text(c)[:, :, None, None])
+
     def forward(self, h: torch.Tensor, c: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 3, H, W): textures for features h (B, C, H, W) and condition c (B, condition_dim).
 
@@ -250,7 +255,7 @@ class TextureSynthesis(nn.Module):
         position = torch.stack([x, y])[None] + 64 * offset.to(h.dtype)[:, :, None, None]   # (B, 2, H, W)
         angle = 2 * torch.pi * torch.einsum("kd,bdhw->bkhw", self.frequency, position)      # (B, waves, H, W)
         texture = self.shape(torch.cat([angle.sin(), angle.cos()], dim=1))
-        gated = torch.sigmoid(self.gate(h) + self.gate_text(c)[:, :, None, None]) * texture
+        gated = self.gates(h, c) * texture
         color = self.color(h).view(b, gated.shape[1], 3, height, width)
         out = torch.einsum("bkhw,bkchw->bchw", gated, color)
         if self.zero_mean:

@@ -281,7 +281,6 @@ def test_refine_alone_experiment_trains_stage2_on_pairs_and_reads_it(shapes, tmp
     assert [row["zero_mean"] for row in control] == [False, True]
     for row in control:
         assert row["steps"] == 2 and math.isfinite(row["loss_over_upsampler_last_20"])
-        assert row["texture_rms_inside_last_20"] >= 0
 
 
 def test_refine_alone_control_learns_the_datasets_textures_in_isolation():
@@ -308,13 +307,13 @@ def test_refine_alone_stage2_starts_as_the_models_own():
     from stackgan import StackGANPipeline
 
     model = StackGANPipeline.from_pretrained(str(Path(__file__).resolve().parents[1] / "demo" / "pretrained" / "shapes")).model
-    generator = textured_stage2(model, argparse.Namespace(model="bundle", texture_start=0.0)).eval()
+    generator = textured_stage2(model, argparse.Namespace(model="bundle", texture_start=0.0, texture_zero_mean=False)).eval()
     torch.manual_seed(0)
     image, embedding = torch.rand(2, 3, 64, 64) * 2 - 1, torch.randn(2, model.config.text_dim)
     eps = torch.zeros(2, model.config.condition_dim)  # c = mu: the restarted sigma does not enter
     with torch.no_grad():
         assert torch.allclose(generator(image, embedding, eps)[0], model.stage2.eval()(image, embedding, eps)[0], atol=1e-5)
-        shaded = textured_stage2(model, argparse.Namespace(model="bundle", texture_start=0.05)).eval()
+        shaded = textured_stage2(model, argparse.Namespace(model="bundle", texture_start=0.05, texture_zero_mean=False)).eval()
         assert not torch.allclose(shaded(image, embedding, eps)[0], generator(image, embedding, eps)[0], atol=1e-4)
 
 
