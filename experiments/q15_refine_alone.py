@@ -19,6 +19,10 @@ the drawn object's tint error against the real image (q14's measure, mean over t
 fine detail inside the real objects (RMS of the image minus its 5x5 local mean; the real 256 px
 images' is the target, the bilinear upsampler's the start).
 
+`--loss statistics` trains by each patch's statistics instead of its aligned pixels
+(stackgan.refinement.statistics_loss); `--gate_onehot` is a probe that hands the texture gates the
+caption's pattern one-hot; `--grids DIR` saves the first 8 refinements at each evaluation.
+
     python experiments/q15_refine_alone.py --steps 400            # ~40 min on one thread
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,7 +50,7 @@ from stackgan.metrics.shapes_oracle import load_shapes_oracle
 from stackgan.data.shapes.drawing import _pattern_mask, shade
 from stackgan.data.shapes.vocabulary import COLOR_RGB
 from stackgan.models import Stage2Generator, TextureSynthesis
-from stackgan.refinement import degrade, refinement_loss
+from stackgan.refinement import degrade, refinement_loss, statistics_loss
 
 sys.path.insert(0, str(ROOT / "train"))
 from train import restart_ca_sigma, show_textures  # noqa: E402
@@ -69,6 +74,14 @@ def options(parser) -> None:
     parser.add_argument("--tag", default="", help="saved as results/q15_refine_alone_<tag>.json")
     parser.add_argument("--isolated_steps", type=int, default=300,
                         help="steps of the control: the texture module alone, every pixel an object's")
+    parser.add_argument("--loss", choices=("aligned", "statistics"), default="aligned",
+                        help="the refinement loss: squared error at each patch's best shift, or squared error "
+                             "of each patch's statistics (stackgan.refinement.statistics_loss)")
+    parser.add_argument("--gate_onehot", action="store_true",
+                        help="probe: the texture gates read the caption's pattern one-hot instead of the condition "
+                             "(can the textures learn which one to draw, given a clean signal?)")
+    parser.add_argument("--grids", default="", help="a folder: at each evaluation, a PNG of the first 8 test images (top row), their 64 px "
+                        "versions refined (middle) and the refined Stage-I drawings (bottom)")
     parser.add_argument("--crop", type=int, default=256,
                         help="train on random crops this many px wide at 256 px (the network is convolutional; "
                              "128 costs a quarter of a step)")
@@ -185,12 +198,18 @@ def main() -> None:
     if args.smoke:
         args.every, args.batch_size, args.isolated_steps, args.real_control_steps = 1, 2, 2, 2
     ensure_data(args)
-    isolated = isolated_textures(args.isolated_steps)
+    isolated = isolated_textures(args.isolated_steps) if args.isolated_steps else None
     print("the texture module alone:", isolated, flush=True)
     torch.manual_seed(0)
     pipe = StackGANPipeline.from_pretrained(args.model)
     model = pipe.model
     generator = textured_stage2(model, args)
+    onehot = {"pattern": None}   # --gate_onehot: the patterns of the captions G reads now
+    if args.gate_onehot:
+        generator.texture.gate_text = torch.nn.Linear(len(PATTERNS), generator.texture.gate.out_channels, bias=False)
+        torch.nn.init.zeros_(generator.texture.gate_text.weight)
+        generator.texture.register_forward_pre_hook(
+            lambda module, inputs: (inputs[0], F.one_hot(onehot["pattern"], len(PATTERNS)).float(), *inputs[2:]))
     fast = {id(p) for p in [*generator.texture.parameters(), *generator.ca.parameters()]}
     optimizer = torch.optim.Adam(
         [{"params": [p for p in generator.parameters() if id(p) not in fast], "lr": args.learning_rate},
@@ -241,8 +260,11 @@ def main() -> None:
         seen = []
         hook = generator.texture.register_forward_hook(lambda module, inputs, output: seen.append((inputs, output)))
         generator.eval()
-        out = torch.cat([generator(images[i:i + 16], condition[i:i + 16], eps2[i:i + 16])[0]
-                         for i in range(0, len(images), 16)])
+        out = []
+        for i in range(0, len(images), 16):
+            onehot["pattern"] = targets[i:i + 16]
+            out.append(generator(images[i:i + 16], condition[i:i + 16], eps2[i:i + 16])[0])
+        out = torch.cat(out)
         generator.train()
         hook.remove()
         texture = torch.cat([output for _, output in seen])
@@ -258,6 +280,12 @@ def main() -> None:
                "real_64px_refined": read(refined_real), "real_64px_refined_detail": detail(refined_real),
                "stage1_refined": read(refined_drawn),
                "stage1_refined_tint_error": tint_error(refined_drawn)}
+        if args.grids:
+            k = min(8, len(real))
+            rows = torch.cat([real[:k], refined_real[:k], refined_drawn[:k]])
+            grid = rows.view(3, k, 3, 256, 256).permute(0, 3, 1, 4, 2).reshape(3 * 256, k * 256, 3)
+            Path(args.grids).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(((grid + 1) * 127.5).clamp(0, 255).byte().numpy()).save(Path(args.grids) / f"step{step:05d}.png")
         print({k: (v.get("pattern", v) if isinstance(v, dict) else v) for k, v in row.items()}, flush=True)
         return row
 
@@ -280,7 +308,7 @@ def main() -> None:
                                                  generator=torch.Generator().manual_seed(2))
     with torch.random.fork_rng():
         results["real_control"] = [real_control(control_loader, dataset.captions, args.real_control_steps, zero_mean)
-                                   for zero_mean in (False, True)]
+                                   for zero_mean in (False, True) if args.real_control_steps]
     print("the texture module alone on real images:", results["real_control"], flush=True)
     spoil = torch.Generator().manual_seed(1)
     step, losses, started = 0, [], time.time()
@@ -292,8 +320,11 @@ def main() -> None:
             if args.crop < 256:
                 small, target = random_crop(small, target, args.crop, spoil)
             eps = torch.randn(len(target), model.config.condition_dim, generator=spoil)
+            onehot["pattern"] = torch.tensor([PATTERNS.index(parse_caption(dataset.captions[int(i)][0])["pattern"])
+                                              for i in batch["index"]])
             refined, _, _ = generator(small, model.standardize(batch["first_embedding"]), eps)
-            loss = refinement_loss(refined, target, args.refine_shift)
+            loss = (statistics_loss(refined, target) if args.loss == "statistics"
+                    else refinement_loss(refined, target, args.refine_shift))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

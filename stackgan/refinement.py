@@ -88,3 +88,62 @@ def refinement_loss(refined: torch.Tensor, real: torch.Tensor, shift: int) -> to
     """Mean squared error of Stage-II's refinements of degraded real images against the real images,
     each patch aligned as `shift_aligned_target` does."""
     return F.mse_loss(refined, shift_aligned_target(refined.detach().float(), real.float(), shift).to(refined.dtype))
+
+
+
+_LUMA = (0.299, 0.587, 0.114)
+GABOR_PERIODS, GABOR_ORIENTATIONS = (4.0, 6.0, 8.0), 8
+
+
+def _gabor_bank(dtype, device) -> torch.Tensor:
+    """(2 x periods x orientations, 1, K, K): even and odd Gabor filters, zero-mean, unit L1 norm."""
+    size = 2 * int(max(GABOR_PERIODS)) + 1
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    y, x = torch.meshgrid(r, r, indexing="ij")
+    filters = []
+    for period in GABOR_PERIODS:
+        envelope = torch.exp(-(x ** 2 + y ** 2) / (2 * (0.6 * period) ** 2))
+        for o in range(GABOR_ORIENTATIONS):
+            angle = torch.pi * o / GABOR_ORIENTATIONS
+            phase = 2 * torch.pi * (x * torch.cos(torch.tensor(angle)) + y * torch.sin(torch.tensor(angle))) / period
+            for wave in (torch.cos(phase), torch.sin(phase)):
+                f = envelope * wave
+                f = f - envelope * (f.sum() / envelope.sum())
+                filters.append(f / f.abs().sum())
+    bank = torch.stack(filters).view(len(GABOR_PERIODS), GABOR_ORIENTATIONS, 2, size, size)
+    return bank.permute(2, 0, 1, 3, 4).reshape(-1, 1, size, size).to(device, dtype)
+
+
+def patch_statistics(images: torch.Tensor, patch: int = 16) -> torch.Tensor:
+    """(B, 33, H/patch, W/patch): what each `patch` px square of images (B, 3, H, W) holds regardless
+    of where in it things lie: its mean colour (3; the tint), the covariance of its fine detail's
+    colours (6; how strong a pattern is, and in which shade), and its luminance's local energy at
+    periods of 4, 6 and 8 px in 8 directions, sorted per period (24; stripes load one direction,
+    checks two, dots six, whichever way they turn; a texture's period shows in which row)."""
+    b, _, h, w = images.shape
+    if h % patch or w % patch:
+        raise ValueError(f"patch_statistics: image size {h}x{w} is not a multiple of the patch size {patch}")
+    pool = lambda x: F.avg_pool2d(x, patch)  # noqa: E731
+    fine = images - F.avg_pool2d(images, 5, 1, 2, count_include_pad=False)
+    pairs = [(i, j) for i in range(3) for j in range(i, 3)]
+    covariance = pool(torch.stack([fine[:, i] * fine[:, j] for i, j in pairs], dim=1))
+    luma = torch.einsum("bchw,c->bhw", images, images.new_tensor(_LUMA))[:, None]
+    bank = _gabor_bank(images.dtype, images.device)
+    responses = F.conv2d(F.pad(luma, [bank.shape[-1] // 2] * 4, mode="replicate"), bank)
+    even, odd = responses.chunk(2, dim=1)
+    energy = pool(even.pow(2) + odd.pow(2)).view(b, len(GABOR_PERIODS), GABOR_ORIENTATIONS, h // patch, w // patch)
+    energy = energy.sort(dim=2, descending=True).values.flatten(1, 2)
+    return torch.cat([pool(images), covariance, energy], dim=1)
+
+
+# Each group's weight in statistics_loss: a tint 5% of the range off (0.01 squared) weighs about as
+# much as a missing pattern's covariances and energies.
+_STATISTIC_WEIGHTS = (10.0,) * 3 + (30.0,) * 6 + (100.0,) * 24
+
+
+def statistics_loss(refined: torch.Tensor, real: torch.Tensor, patch: int = 16) -> torch.Tensor:
+    """Squared error between the patch statistics of Stage-II's refinements and of the real images:
+    a pattern at any phase and direction matches, a flat colour does not (EnhanceNet's texture loss,
+    Sajjadi et al. 2017, on a Gabor bank's energies instead of VGG's features)."""
+    weights = refined.new_tensor(_STATISTIC_WEIGHTS)[None, :, None, None]
+    return ((patch_statistics(refined.float(), patch) - patch_statistics(real.float(), patch)).pow(2) * weights).mean()

@@ -283,6 +283,17 @@ def test_refine_alone_experiment_trains_stage2_on_pairs_and_reads_it(shapes, tmp
         assert row["steps"] == 2 and math.isfinite(row["loss_over_upsampler_last_20"])
 
 
+def test_refine_alone_by_patch_statistics_with_the_pattern_probe_saves_its_grids(shapes, tmp_path):
+    run_smoke("q15_refine_alone.py", shapes, tmp_path, "--loss", "statistics", "--gate_onehot", "--crop", "128",
+              "--tag", "stats", "--grids", str(tmp_path / "grids"))
+    result = json.loads((tmp_path / "q15_refine_alone_stats.json").read_text())
+    assert all(math.isfinite(row["loss"]) for row in result["steps"][1:])
+    grids = sorted((tmp_path / "grids").glob("*.png"))
+    assert [g.name for g in grids] == ["step00000.png", "step00001.png", "step00002.png"]
+    k = min(8, result["samples"])
+    assert Image.open(grids[-1]).size == (k * 256, 3 * 256)   # real, refined real, refined Stage-I
+
+
 def test_refine_alone_control_learns_the_datasets_textures_in_isolation():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     try:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stackgan.refinement import degrade, refinement_loss, shift_aligned_target
+from stackgan.refinement import degrade, patch_statistics, refinement_loss, shift_aligned_target, statistics_loss
 
 
 def stripes(direction: str, phase: float = 0.0, size: int = 64) -> torch.Tensor:
@@ -76,3 +76,34 @@ def test_each_patch_gets_its_nearest_candidate_in_squared_error():
             best = torch.minimum(best, torch.minimum(patch_error(moved), patch_error(turned)))
     assert torch.allclose(patch_error(chosen), best, atol=1e-4)
     assert (patch_error(chosen) < patch_error(target) - 1e-3).any()  # alignment did move some patches
+
+
+def checks(size: int = 64) -> torch.Tensor:
+    """Checks of 4 px cells as a (1, 3, size, size) image in [-1, 1]."""
+    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return ((xs // 4 + ys // 4) % 2).float().mul(2).sub(1).expand(1, 3, size, size).clone()
+
+
+def test_statistics_fit_any_phase_and_direction_but_not_a_flat_colour_or_another_pattern():
+    target = stripes("horizontal")
+    same = [statistics_loss(drawn, target) for drawn in (stripes("horizontal", phase=2), stripes("vertical", phase=1))]
+    flat, other = statistics_loss(torch.zeros_like(target), target), statistics_loss(checks(), target)
+    assert max(same) < 0.02 * flat.item()
+    assert other > 20 * max(same) and other > 0.1 * flat   # checks are not stripes, though both are half-and-half
+    assert patch_statistics(target).shape == (1, 33, 4, 4)
+    tint = statistics_loss(torch.full_like(target, 0.1), torch.zeros_like(target))
+    assert tint == pytest.approx(10.0 * 0.01 * 3 / 33, rel=1e-4)   # a flat tint 0.1 off: only the mean counts
+    with pytest.raises(ValueError, match="not a multiple of the patch size 16"):
+        patch_statistics(target[..., :60])
+
+
+def test_statistics_loss_grows_a_faint_texture_towards_the_target():
+    target = stripes("vertical", size=32)
+    drawn = (0.05 * stripes("horizontal", phase=1, size=32)).requires_grad_(True)
+    optimizer = torch.optim.Adam([drawn], lr=0.02)
+    first = statistics_loss(drawn, target).item()
+    for _ in range(100):
+        optimizer.zero_grad()
+        statistics_loss(drawn, target).backward()
+        optimizer.step()
+    assert statistics_loss(drawn, target).item() < 0.2 * first

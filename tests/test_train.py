@@ -2,6 +2,7 @@
 
 import argparse
 import importlib.util
+import functools
 import json
 import os
 import re
@@ -629,19 +630,24 @@ def test_refinement_loss_trains_stage2_on_spoiled_real_images_and_resumes_exactl
             assert torch.equal(after[key], value), key
 
 
-def test_refine_caption_first_reads_each_image_s_full_caption(shapes, tmp_path):
+def first_refine_term(shapes, tmp_path, s1, name, *extra) -> float:
+    """The refinement term of a one-step Stage-II run on Stage-I `s1` (--refine_weight 10 + extra)."""
+    out = train.main(train.parse_args(flags(shapes, tmp_path / name, "--stage", 2, "--stage1_model", s1,
+                                            "--refine_weight", 10.0, "--max_train_steps", 1, *extra)))
+    log = [json.loads(line) for line in (out / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    return next(row["refine"] for row in log if "refine" in row)
+
+
+def test_refine_caption_first_and_refine_loss_statistics(shapes, tmp_path):
     s1 = train.main(train.parse_args(flags(shapes, tmp_path / "s1", "--max_train_steps", 1)))
-    with pytest.raises(ValueError, match="--refine_caption first needs --refine_weight"):
-        train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--stage", 2, "--stage1_model", s1,
-                                          "--refine_caption", "first")))
-    common = ["--stage", 2, "--stage1_model", s1, "--refine_weight", 10.0, "--max_train_steps", 1]
-
-    def first_term(name, *extra):
-        out = train.main(train.parse_args(flags(shapes, tmp_path / name, *common, *extra)))
-        log = [json.loads(line) for line in (out / "logs" / "train" / "metrics.jsonl").read_text().splitlines()]
-        return next(row["refine"] for row in log if "refine" in row)
-
+    for flag, value in (("--refine_caption", "first"), ("--refine_loss", "statistics")):
+        with pytest.raises(ValueError, match=f"{flag} {value} needs --refine_weight"):
+            train.main(train.parse_args(flags(shapes, tmp_path / "bad", "--stage", 2, "--stage1_model", s1, flag, value)))
+    first_term = functools.partial(first_refine_term, shapes, tmp_path, s1)
     # the same batch, noise and spoiled inputs: only the caption the refinements read differs
     drawn, first = first_term("drawn"), first_term("first", "--refine_caption", "first")
     assert drawn > 0 and first > 0 and first != pytest.approx(drawn, rel=1e-6)
     assert first_term("again", "--refine_caption", "first") == pytest.approx(first, rel=1e-6)
+    # ... and only the measure: each patch's statistics instead of its aligned pixels
+    statistics = first_term("statistics", "--refine_loss", "statistics")
+    assert statistics > 0 and statistics != pytest.approx(drawn, rel=1e-3)

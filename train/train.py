@@ -48,7 +48,7 @@ from stackgan.losses import discriminator_objective, generator_objective
 from stackgan.matcher import ImageTextMatcher, NearestCaptions
 from stackgan.models import CA_LEAKY_SLOPE, added_by_flags, widened_by_flags
 from stackgan.pipeline import verify_model_folder
-from stackgan.refinement import degrade, refinement_loss
+from stackgan.refinement import degrade, refinement_loss, statistics_loss
 from stackgan.text import TextEncoder
 from stackgan.tracking import JSONLTracker
 
@@ -151,6 +151,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--refine_blotch", type=float, default=0.15, help="largest colour noise of --refine_weight's inputs")
     p.add_argument("--refine_shift", type=int, default=4,
                    help="--refine_weight compares each 16 px patch with the real one shifted by up to this many px")
+    p.add_argument("--refine_loss", choices=("aligned", "statistics"), default="aligned",
+                   help="--refine_weight's measure: squared error with each 16 px patch at its best shift, or "
+                        "squared error of each patch's statistics (tint, detail colour, Gabor energies; any "
+                        "phase and direction of a texture fits: stackgan.refinement.statistics_loss)")
     p.add_argument("--refine_caption", choices=("drawn", "first"), default="drawn",
                    help="--refine_weight's caption: the batch's drawn one (as --prior completes it) or the "
                         "image's first (on Shapes the one naming all six attributes, so G is told the pattern "
@@ -285,6 +289,8 @@ def check_args(args) -> None:
         raise ValueError("--paired_weight is a Stage-I loss (Stage-II's paired loss is --refine_weight)")
     if args.refine_caption == "first" and not args.refine_weight:
         raise ValueError("--refine_caption first needs --refine_weight > 0")
+    if args.refine_loss != "aligned" and not args.refine_weight:
+        raise ValueError(f"--refine_loss {args.refine_loss} needs --refine_weight > 0")
     if args.refine_weight and args.stage != 2:
         raise ValueError("--refine_weight is a Stage-II loss (it refines real images); use it with --stage 2")
     if args.d_warmup_steps < 0:
@@ -341,6 +347,13 @@ def step_noise(seed: int, micro_step: int, rank: int, batch: int, config: StackG
     return [tuple(torch.randn(batch, d, generator=generator) for d in (config.z_dim, config.condition_dim,
                                                                           config.condition_dim))
             for _ in range(draws)]
+
+
+def refinement_measure(args):
+    """--refine_loss as a function of (refined, real images)."""
+    if args.refine_loss == "statistics":
+        return statistics_loss
+    return lambda refined, real: refinement_loss(refined, real, args.refine_shift)
 
 
 def refinement_inputs(real: torch.Tensor, size: int, args, micro_step: int, rank: int) -> torch.Tensor:
@@ -453,8 +466,8 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
     (two for the mode-seeking loss). `update_g` False: G's loss is computed (and logged) but G
     holds still (--d_warmup_steps). `matcher_loss`: fake images -> the frozen matcher's weighted
     loss, added to G's (--matcher). `mode_seeking_features`: images -> the features the mode-seeking
-    distance is measured in (None: pixels). `refine`: (degraded real images, weight, shift,
-    embeddings or None) for Stage-II's paired refinement loss (--refine_weight); its branch reads
+    distance is measured in (None: pixels). `refine`: (degraded real images, weight, loss(refined,
+    real), embeddings or None) for Stage-II's paired refinement loss (--refine_weight); its branch reads
     those embeddings (--refine_caption first), or with None the captions G reads. `paired`: (embeddings, z, eps, weight) for
     Stage-I's paired loss (--paired_weight). `completed`: the captions as --prior completed them,
     which the generators read instead (D reads `embedding`). Returns D's and G's statistics."""
@@ -497,7 +510,7 @@ def train_step(accelerator, config, generator, frozen_stage1, d_step, opt_g, opt
         g_loss = g_loss + term
         g_stats.update(matcher=term.detach(), g_loss=g_loss.detach())
     if refine is not None:
-        term = refinement_loss(extra, real, refine[2])
+        term = refine[2](extra, real)
         g_loss = g_loss + refine[1] * term
         g_stats.update(refine=term.detach(), g_loss=g_loss.detach())
     if paired is not None:
@@ -908,7 +921,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                               if args.mode_seeking_space == "matcher" else None,
                                               refine=(refinement_inputs(real, config.stage1_size, args, micro_step,
                                                                         accelerator.process_index),
-                                                      args.refine_weight, args.refine_shift,
+                                                      args.refine_weight, refinement_measure(args),
                                                       model.standardize(batch["first_embedding"])
                                                       if args.refine_caption == "first" else None)
                                               if args.refine_weight else None,
