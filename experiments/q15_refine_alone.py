@@ -62,6 +62,9 @@ def options(parser) -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=4e-4)
     parser.add_argument("--texture_lr_scale", type=float, default=10.0)
+    parser.add_argument("--gate_lr_scale", type=float, default=1.0,
+                        help="the texture gates' caption term trains at this multiple of the texture module's rate "
+                             "(it starts at zero, and Adam moves a weight about one learning rate a step)")
     parser.add_argument("--texture_start", type=float, default=0.05)
     parser.add_argument("--texture_zero_mean", action="store_true",
                         help="the textures as a zero-mean modulation (config.texture_zero_mean)")
@@ -210,11 +213,13 @@ def main() -> None:
         torch.nn.init.zeros_(generator.texture.gate_text.weight)
         generator.texture.register_forward_pre_hook(
             lambda module, inputs: (inputs[0], F.one_hot(onehot["pattern"], len(PATTERNS)).float(), *inputs[2:]))
-    fast = {id(p) for p in [*generator.texture.parameters(), *generator.ca.parameters()]}
+    gate = {id(p) for p in generator.texture.gate_text.parameters()}
+    fast = {id(p) for p in [*generator.texture.parameters(), *generator.ca.parameters()]} - gate
     optimizer = torch.optim.Adam(
-        [{"params": [p for p in generator.parameters() if id(p) not in fast], "lr": args.learning_rate},
-         {"params": [p for p in generator.parameters() if id(p) in fast],
-          "lr": args.learning_rate * args.texture_lr_scale}], betas=(0.5, 0.999))
+        [{"params": [p for p in generator.parameters() if id(p) not in fast | gate], "lr": args.learning_rate},
+         {"params": [p for p in generator.parameters() if id(p) in fast], "lr": args.learning_rate * args.texture_lr_scale},
+         {"params": [p for p in generator.parameters() if id(p) in gate],
+          "lr": args.learning_rate * args.texture_lr_scale * args.gate_lr_scale}], betas=(0.5, 0.999))
 
     oracle = load_shapes_oracle()
     examples = load_folder(args.data_dir, "test", InputErrors("raise"))[:args.samples]

@@ -417,6 +417,25 @@ def test_texture_synthesis_draws_gated_textures_whose_phase_is_a_translation_set
     assert torch.allclose(fold_batchnorm(g2)(*inputs)[0], g2(*inputs)[0], atol=1e-5)
 
 
+def test_texture_waves_read_by_per_image_weights_equal_the_waves_at_each_images_phase():
+    from stackgan.models import TextureSynthesis
+    torch.manual_seed(0)
+    texture = TextureSynthesis(channels=4, condition_dim=8)
+    texture.reset_parameters()
+    with torch.no_grad():
+        texture.color.weight.normal_(0.0, 0.3)
+        texture.shape[0].bias.normal_(0.0, 0.3)
+    features, c, eps = torch.randn(3, 4, 32, 48), torch.randn(3, 8), torch.randn(3, 8)
+    # the module's first layer on the waves themselves, built per image at its position + 64 * offset
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(48.0), indexing="ij")
+    position = torch.stack([x, y])[None] + 64 * torch.special.ndtr(eps[:, :2])[:, :, None, None]
+    angle = 2 * torch.pi * torch.einsum("kd,bdhw->bkhw", texture.frequency, position)
+    shapes = texture.shape(torch.cat([angle.sin(), angle.cos()], dim=1))
+    expected = torch.einsum("bkhw,bkchw->bchw", texture.gates(features, c) * shapes,
+                            texture.color(features).view(3, -1, 3, 32, 48))
+    assert torch.allclose(texture(features, c, eps), expected, atol=1e-4)
+
+
 def test_zero_mean_textures_modulate_the_colour_under_them_without_tinting_it():
     from stackgan.models import TextureSynthesis
     torch.manual_seed(0)
