@@ -122,6 +122,11 @@ def random_crop(small: torch.Tensor, target: torch.Tensor, crop: int, generator:
             target[:, :, top:top + crop, left:left + crop])
 
 
+def first_caption_patterns(captions: list, indices: torch.Tensor) -> torch.Tensor:
+    """The pattern (an index into PATTERNS) that each image's first caption names."""
+    return torch.tensor([PATTERNS.index(parse_caption(captions[int(i)][0])["pattern"]) for i in indices])
+
+
 def isolated_textures(steps: int, seed: int = 0, size: int = 64, batch: int = 16) -> dict:
     """The control: Stage-II's texture module alone, trained by the same aligned loss to draw the
     dataset's patterns on a patch that is all object (a random palette colour; its features: the
@@ -180,7 +185,7 @@ def real_control(loader, captions: list, steps: int, zero_mean: bool, crop: int 
                                     generator)
         upsampled = F.interpolate(small, size=target.shape[-2:], mode="bilinear", align_corners=False)
         flat = torch.atanh(upsampled.clamp(-0.999, 0.999))
-        kinds = torch.tensor([PATTERNS.index(parse_caption(captions[int(i)][0])["pattern"]) for i in batch["index"]])
+        kinds = first_caption_patterns(captions, batch["index"])
         features = torch.cat([flat, torch.ones(len(flat), 5, *flat.shape[-2:])], dim=1)
         drawn = texture(features, F.one_hot(kinds, len(PATTERNS)).float(), torch.randn(len(flat), 2, generator=generator))
         loss = refinement_loss(torch.tanh(flat + drawn), target, 4)
@@ -295,12 +300,11 @@ def main() -> None:
         return row
 
     upsampled = F.interpolate(stage1, size=(256, 256), mode="bilinear", align_corners=False)
+    real_upsampled = F.interpolate(real64, size=(256, 256), mode="bilinear", align_corners=False)
     results = {"model": args.model, "samples": len(captions), "isolated_textures": isolated,
                "baselines": {"real_256px": read(real), "real_256px_detail": detail(real),
-                             "real_64px_bilinear": read(F.interpolate(real64, size=(256, 256), mode="bilinear",
-                                                                      align_corners=False)),
-                             "real_64px_bilinear_detail": detail(F.interpolate(real64, size=(256, 256), mode="bilinear",
-                                                                               align_corners=False)),
+                             "real_64px_bilinear": read(real_upsampled),
+                             "real_64px_bilinear_detail": detail(real_upsampled),
                              "stage1_bilinear": read(upsampled),
                              "stage1_bilinear_tint_error": tint_error(upsampled)},
                "steps": [evaluate(0, [])]}
@@ -325,8 +329,8 @@ def main() -> None:
             if args.crop < 256:
                 small, target = random_crop(small, target, args.crop, spoil)
             eps = torch.randn(len(target), model.config.condition_dim, generator=spoil)
-            onehot["pattern"] = torch.tensor([PATTERNS.index(parse_caption(dataset.captions[int(i)][0])["pattern"])
-                                              for i in batch["index"]])
+            if args.gate_onehot:
+                onehot["pattern"] = first_caption_patterns(dataset.captions, batch["index"])
             refined, _, _ = generator(small, model.standardize(batch["first_embedding"]), eps)
             loss = (statistics_loss(refined, target) if args.loss == "statistics"
                     else refinement_loss(refined, target, args.refine_shift))

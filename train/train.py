@@ -887,6 +887,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
     # --- the loop ------------------------------------------------------------------------------
     progress = tqdm(total=max_steps, initial=state["step"], disable=not main_process, desc=f"Stage-{args.stage}")
     draws = 2 if config.mode_seeking_weight > 0 else 1
+    measure = refinement_measure(args)
     clock = time.time()
     deadline = clock + 60 * args.max_train_minutes if args.max_train_minutes else None
     logs = {}
@@ -921,7 +922,7 @@ def main(args: argparse.Namespace, hub_api=None) -> Path:
                                               if args.mode_seeking_space == "matcher" else None,
                                               refine=(refinement_inputs(real, config.stage1_size, args, micro_step,
                                                                         accelerator.process_index),
-                                                      args.refine_weight, refinement_measure(args),
+                                                      args.refine_weight, measure,
                                                       model.standardize(batch["first_embedding"])
                                                       if args.refine_caption == "first" else None)
                                               if args.refine_weight else None,
